@@ -1,0 +1,1 @@
+"""The conversion engine: load, prune, quantize, export, benchmark."""
