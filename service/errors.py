@@ -5,11 +5,13 @@
     │   ├── InvalidRecipe                invalid-recipe       422
     │   ├── MissingPart                  missing-part         400
     │   ├── PayloadTooLarge              payload-too-large    413
-    │   └── IdempotencyConflict          idempotency-conflict 422
+    │   ├── IdempotencyConflict          idempotency-conflict 422
+    │   └── MethodNotAllowed             method-not-allowed   405
     ├── NotFound                         not-found            404
     ├── Forbidden                        forbidden            403
     ├── Unauthorized                     unauthorized         401
     ├── ServiceUnavailable               unavailable          503
+    ├── Conflict                         conflict             409
     └── ConversionError                  (job failed)         422
         ├── InvalidModel                 invalid-model
         ├── UnsupportedRecipe            unsupported-recipe
@@ -114,3 +116,16 @@ class ExportFailed(ConversionError):
 
 class ResourceLimit(ConversionError):
     code = "resource-limit"
+
+
+class Conflict(MobileconvError):
+    """The request is valid but the job's state does not allow it (e.g. cancelling a finished
+    job)."""
+
+    code = "conflict"
+    status = 409
+
+
+class MethodNotAllowed(RequestError):
+    code = "method-not-allowed"
+    status = 405
