@@ -76,6 +76,7 @@ class JobRecord(BaseModel):
     artifacts: list[StoredArtifact] = Field(default_factory=list)
     inputs: dict[str, str] = Field(default_factory=dict, description="part name -> storage key")
     owner: str | None = None
+    base_url: str = Field("", description="Where the job was submitted; webhooks link there.")
 
     @property
     def is_terminal(self) -> bool:
@@ -83,7 +84,7 @@ class JobRecord(BaseModel):
 
     def to_job(self, sign: Callable[[StoredArtifact], Artifact]) -> Job:
         """Return the public job document, with artifact URLs signed by ``sign``."""
-        data = self.model_dump(exclude={"artifacts", "inputs", "owner"})
+        data = self.model_dump(exclude={"artifacts", "inputs", "owner", "base_url"})
         return Job(**data, artifacts=[sign(a) for a in self.artifacts])
 
 
@@ -133,6 +134,7 @@ class JobStore:
         *,
         job_id: str | None = None,
         owner: str | None = None,
+        base_url: str = "",
     ) -> JobRecord:
         """Write a new ``queued`` job and add it to the index."""
         stamp = now()
@@ -144,6 +146,7 @@ class JobStore:
             model_sha256=model_sha256,
             inputs=inputs,
             owner=owner,
+            base_url=base_url,
         )
         score = int(stamp.timestamp() * 1000)
         pipe = self.redis.pipeline()

@@ -16,9 +16,9 @@ from flask import Blueprint, Response, current_app, jsonify, redirect, request, 
 
 from service import docs, metrics, signing
 from service.errors import NotFound, RequestError, ServiceUnavailable
-from service.jobs import JobRecord, JobStore, StoredArtifact, fingerprint, new_job_id
+from service.jobs import JobRecord, JobStore, fingerprint, new_job_id
 from service.queue import enqueue_conversion
-from service.schemas import Artifact, JobStatus
+from service.schemas import JobStatus
 from service.settings import Settings
 from service.storage import Storage
 from service.uploads import parse_submission
@@ -54,21 +54,7 @@ def _base_url() -> str:
 
 def _signer() -> Any:
     settings = _services().settings
-    key, base = settings.signing_key(), _base_url()
-
-    def sign(artifact: StoredArtifact) -> Artifact:
-        job_id = artifact.key.split("/")[1]
-        path, expires_at = signing.sign_path(key, job_id, artifact.name, settings.url_ttl_seconds)
-        return Artifact(
-            name=artifact.name,
-            media_type=artifact.media_type,
-            bytes=artifact.bytes,
-            sha256=artifact.sha256,
-            url=base + path,
-            expires_at=expires_at,
-        )
-
-    return sign
+    return signing.make_signer(settings.signing_key(), _base_url(), settings.url_ttl_seconds)
 
 
 def _job_json(record: JobRecord) -> dict[str, Any]:
@@ -112,7 +98,11 @@ def submit_job() -> Any:
         services.storage.put_file(key, spool.path)
         inputs[name] = key
     record = services.jobs.create(
-        submission.recipe, submission.hashes["model"], inputs, job_id=job_id
+        submission.recipe,
+        submission.hashes["model"],
+        inputs,
+        job_id=job_id,
+        base_url=_base_url(),
     )
     try:
         enqueue_conversion(services.celery, job_id)

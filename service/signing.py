@@ -10,9 +10,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from service.errors import Forbidden
+from service.schemas import Artifact
+
+if TYPE_CHECKING:
+    from service.jobs import StoredArtifact
 
 
 def _mac(key: bytes, job_id: str, name: str, expires: int) -> str:
@@ -66,3 +72,30 @@ def verify(
     if expires_at < (now if now is not None else time.time()):
         when = datetime.fromtimestamp(expires_at, UTC).isoformat()
         raise Forbidden(f"The artifact URL expired at {when}; fetch the job again for a fresh URL.")
+
+
+def make_signer(
+    key: bytes, base_url: str, ttl_seconds: int
+) -> Callable[[StoredArtifact], Artifact]:
+    """Return a function that turns a stored artifact into its public form with a signed URL.
+
+    Args:
+        key: the HMAC secret.
+        base_url: scheme and host the URLs start with, e.g. ``http://127.0.0.1:8000``.
+        ttl_seconds: lifetime of each URL in seconds.
+    """
+    base = base_url.rstrip("/")
+
+    def sign(artifact: StoredArtifact) -> Artifact:
+        job_id = artifact.key.split("/")[1]
+        path, expires_at = sign_path(key, job_id, artifact.name, ttl_seconds)
+        return Artifact(
+            name=artifact.name,
+            media_type=artifact.media_type,
+            bytes=artifact.bytes,
+            sha256=artifact.sha256,
+            url=base + path,
+            expires_at=expires_at,
+        )
+
+    return sign
