@@ -1,10 +1,11 @@
 """Job records in Redis: the service's own store of every job, never Celery's result backend.
 
 Each job is one JSON document under ``{prefix}:job:{id}`` that expires after the retention
-period, plus a member of the sorted set ``{prefix}:jobs`` (scored by creation time in ms) that
-lists pages newest first. State changes go through :meth:`JobStore.update`, an optimistic
-WATCH/MULTI transaction, so the API cancelling and the worker finishing cannot overwrite each
-other: whichever commits first wins and the other sees a terminal job.
+period, plus a member of the sorted set ``{prefix}:jobs`` (scored by creation order, see
+:meth:`JobStore.create`) that lists pages newest first. State changes go through
+:meth:`JobStore.update`, an optimistic WATCH/MULTI transaction, so the API cancelling and the
+worker finishing cannot overwrite each other: whichever commits first wins and the other sees a
+terminal job.
 
 Lifecycle::
 
@@ -148,11 +149,14 @@ class JobStore:
             owner=owner,
             base_url=base_url,
         )
-        score = int(stamp.timestamp() * 1000)
+        # Score: creation time in ms, times 1000, plus a sequence number, so jobs created in
+        # the same millisecond still list in creation order.
+        sequence = int(self.redis.incr(f"{self.prefix}:seq")) % 1000
+        score = int(stamp.timestamp() * 1000) * 1000 + sequence
         pipe = self.redis.pipeline()
         pipe.set(self._key(record.id), record.model_dump_json(), ex=self.retention)
         pipe.zadd(self._index, {record.id: score})
-        pipe.zremrangebyscore(self._index, "-inf", score - self.retention * 1000)
+        pipe.zremrangebyscore(self._index, "-inf", score - self.retention * 1_000_000)
         metrics.record_created(pipe, self.prefix)
         pipe.execute()
         logger.info("Job %s created (model sha256 %s).", record.id, model_sha256[:12])

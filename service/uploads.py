@@ -84,7 +84,7 @@ def parse_submission(request: Request, max_recipe_bytes: int) -> Submission:
         MissingPart: no ``model`` or no ``recipe`` part.
         InvalidRecipe: the recipe is not JSON or does not validate; ``field`` names the field.
     """
-    if request.mimetype != "multipart/form-data":
+    if request.mimetype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raise RequestError(
             "Submit jobs as multipart/form-data with a model file part and a recipe part; "
             f"got Content-Type {request.mimetype or 'none'!r}.",

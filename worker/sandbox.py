@@ -105,6 +105,7 @@ def run_child(
     on_stage: Callable[[str, float], None],
     should_stop: Callable[[], bool],
     poll_seconds: float = 1.0,
+    child_module: str = "worker.child",
 ) -> Outcome:
     """Run the conversion of ``job`` and return how it ended.
 
@@ -114,9 +115,10 @@ def run_child(
         on_stage: called with (stage, progress) for every progress event.
         should_stop: polled every ``poll_seconds``; ``True`` kills the child (cancellation).
         poll_seconds: cancellation polling interval in seconds.
+        child_module: the module run with ``python -m`` (tests substitute a stand-in).
     """
     command = [
-        sys.executable, "-m", "worker.child",
+        sys.executable, "-m", child_module,
         "--job-id", job.job_id, "--model", str(job.model), "--recipe", str(job.recipe),
         "--out", str(job.out_dir), "--memory-limit", str(limits.memory_bytes),
     ]  # fmt: skip

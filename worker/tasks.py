@@ -124,7 +124,7 @@ def _convert(record: JobRecord, workdir: Path) -> JobRecord:
 
 
 def _progress(job_id: str, stage: str, progress: float) -> None:
-    known = ("loading", "pruning", "quantizing", "exporting", "benchmarking")
+    known = ("loading", "pruning", "quantizing", "exporting", "benchmarking", "done")
     if stage not in known:
         logger.warning("Job %s: the engine reported an unknown stage %r.", job_id, stage)
         return
