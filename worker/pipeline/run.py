@@ -1,1 +1,333 @@
-"""Placeholder: the engine entry point is being written; see convert() below for the contract."""
+"""The conversion engine's entry point: load -> prune -> quantize -> export -> benchmark.
+
+``convert`` runs everything in the calling process (the CLI calls it directly; the Celery worker
+calls it inside a sandboxed child process) and writes ``model.pte``, ``model.ptl``,
+``model.ops.yaml`` and ``report.json`` into the output directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from service.errors import InvalidData
+from service.schemas import (
+    ArtifactReport,
+    Measurement,
+    ModelInfo,
+    QuantizationReport,
+    Recipe,
+    Report,
+)
+
+from . import benchmark, data, export_pte, export_ptl, quantize, readback
+from .host import host_info
+from .load import LoadedModel, load_model
+from .prune import prunable_weights, prune_model
+
+logger = logging.getLogger(__name__)
+
+StageCallback = Callable[[str, float], None]
+
+STAGE_PROGRESS = {
+    "loading": 0.02,
+    "pruning": 0.15,
+    "quantizing": 0.25,
+    "exporting": 0.45,
+    "benchmarking": 0.75,
+    "done": 1.0,
+}
+ARTIFACT_FILES = {"pte": "model.pte", "ptl": "model.ptl"}
+
+SYNTHETIC_CALIBRATION_WARNING = (
+    "Calibration used synthetic Gaussian inputs, so the int8 activation ranges and every "
+    "fidelity figure here are not representative of real data. Upload calibration data "
+    "(.npz with an 'inputs' array) for figures you can trust."
+)
+SYNTHETIC_EVALUATION_WARNING = (
+    "Fidelity was measured on synthetic inputs, not on held-out data; upload calibration or "
+    "evaluation data for representative figures."
+)
+
+
+class _Stages:
+    """Announces stages to the caller and adds up the wall time spent in each."""
+
+    def __init__(self, on_stage: StageCallback | None) -> None:
+        self.on_stage = on_stage
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str, *, announce: bool = True) -> Iterator[None]:
+        if announce and self.on_stage is not None:
+            self.on_stage(name, STAGE_PROGRESS[name])
+        logger.info("stage %s started", name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + elapsed, 3)
+
+
+def convert(
+    model_path: Path,
+    recipe: Recipe,
+    out_dir: Path,
+    *,
+    calibration_path: Path | None = None,
+    evaluation_path: Path | None = None,
+    on_stage: StageCallback | None = None,
+) -> Report:
+    """Convert one model as ``recipe`` says and return the report also written to disk.
+
+    Raises:
+        service.errors.ConversionError: for a model, recipe or data the engine cannot use; the
+            message says what was expected and what was found.
+    """
+    torch.manual_seed(0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stages = _Stages(on_stage)
+    warnings: list[str] = []
+
+    with stages.stage("loading"):
+        loaded = load_model(model_path, recipe)
+        inputs = _prepare_data(loaded, recipe, calibration_path, evaluation_path, warnings)
+    with stages.stage("benchmarking", announce=False):
+        original = _measure_original(loaded, recipe, inputs.evaluation)
+
+    with stages.stage("pruning"):
+        pruning = prune_model(loaded, recipe.pruning)
+
+    artifacts = []
+    for target in recipe.targets:
+        path = out_dir / ARTIFACT_FILES[target]
+        facts = _build_artifact(target, loaded, recipe, inputs.calibration_batches, path, stages)
+        with stages.stage("benchmarking"):
+            artifacts.append(_measure_artifact(target, path, facts, loaded, recipe, inputs))
+
+    warnings += _result_warnings(original, artifacts)
+    report = Report(
+        model=_model_info(loaded),
+        recipe=recipe,
+        pruning=pruning,
+        quantization=_quantization_report(recipe, inputs),
+        original=original,
+        artifacts=artifacts,
+        evaluation_source=inputs.evaluation_source,
+        stage_seconds=stages.seconds,
+        warnings=warnings,
+        host=host_info(),
+    )
+    (out_dir / "report.json").write_text(report.model_dump_json(indent=2))
+    if on_stage is not None:
+        on_stage("done", STAGE_PROGRESS["done"])
+    return report
+
+
+class _Inputs:
+    """Calibration batches and the evaluation set, with where each came from."""
+
+    def __init__(
+        self,
+        calibration: data.SampleSet | None,
+        evaluation: benchmark.EvalSet,
+        evaluation_source: str,
+        batch_size: int,
+    ) -> None:
+        self.calibration = calibration
+        self.calibration_batches = [] if calibration is None else calibration.batches(batch_size)
+        self.evaluation = evaluation
+        self.evaluation_source = evaluation_source
+
+
+def _prepare_data(
+    loaded: LoadedModel,
+    recipe: Recipe,
+    calibration_path: Path | None,
+    evaluation_path: Path | None,
+    warnings: list[str],
+) -> _Inputs:
+    shape, batch = loaded.input_shape, loaded.input_shape[0]
+    quant, bench = recipe.quantization, recipe.benchmark
+
+    calibration = None
+    if calibration_path is not None:
+        limit = quant.calibration_samples + (0 if evaluation_path else bench.eval_samples)
+        calibration = data.load_samples(calibration_path, shape, "calibration", limit)
+    elif quant.mode == "static":
+        calibration = data.synthetic_samples(shape, max(batch, min(quant.calibration_samples, 32)))
+        warnings.append(SYNTHETIC_CALIBRATION_WARNING)
+
+    if evaluation_path is not None:
+        evaluation = data.load_samples(evaluation_path, shape, "evaluation", bench.eval_samples)
+        source = "user"
+    elif calibration is not None and calibration.source == "user":
+        calibration, evaluation = data.split_held_out(calibration, batch)
+        calibration = calibration.take(0, quant.calibration_samples)
+        evaluation = evaluation.take(0, bench.eval_samples)
+        source = "held-out-calibration"
+    else:
+        evaluation = data.synthetic_samples(shape, max(batch, min(bench.eval_samples, 16)), seed=1)
+        source = "synthetic"
+        warnings.append(SYNTHETIC_EVALUATION_WARNING)
+
+    if calibration is not None and len(calibration) < batch:
+        raise InvalidData(
+            f"Calibration needs at least one whole batch of {batch} samples; "
+            f"{len(calibration)} were given.",
+            field="calibration",
+        )
+    if len(evaluation) < batch:
+        raise InvalidData(
+            f"Evaluation needs at least one whole batch of {batch} samples; "
+            f"{len(evaluation)} were given.",
+            field="evaluation",
+        )
+    eval_set = benchmark.EvalSet(evaluation.batches(batch), evaluation.batch_labels(batch))
+    return _Inputs(calibration, eval_set, source, batch)
+
+
+def _measure_original(
+    loaded: LoadedModel, recipe: Recipe, evaluation: benchmark.EvalSet
+) -> Measurement:
+    runtime = "torchscript" if loaded.format == "torchscript" else "eager-pytorch"
+    measurement, outputs = benchmark.measure(
+        runtime, lambda: benchmark.eager_forward(loaded.module), evaluation, recipe.benchmark
+    )
+    evaluation.reference = outputs
+    if evaluation.labels is not None:
+        labels = evaluation.labels[: outputs.shape[0]]
+        accuracy = float((outputs.argmax(dim=1) == labels).double().mean())
+        logger.info("original top-1 accuracy on the evaluation set: %.4f", accuracy)
+    return measurement
+
+
+def _build_artifact(
+    target: str,
+    loaded: LoadedModel,
+    recipe: Recipe,
+    calibration: list[torch.Tensor],
+    path: Path,
+    stages: _Stages,
+) -> dict[str, object]:
+    example, config = loaded.example_input, recipe.quantization
+    if target == "pte":
+        module = export_pte.exportable_module(loaded)
+        if config.mode != "none":
+            with stages.stage("quantizing"):
+                module = quantize.quantize_pt2e(module, example, calibration, config)
+        with stages.stage("exporting"):
+            return export_pte.export_pte(module, example, path)
+
+    with stages.stage("quantizing"):
+        if config.mode == "none":
+            scripted = export_ptl.script_module(loaded.module, example)
+        elif loaded.has_module_structure:
+            quantized = quantize.quantize_fx(loaded.module, example, calibration, config)
+            scripted = export_ptl.script_module(quantized, example)
+        else:
+            scripted = export_ptl.script_module(loaded.module, example)
+            scripted = quantize.quantize_torchscript(scripted, calibration, config)
+    with stages.stage("exporting"):
+        return export_ptl.export_ptl(scripted, path, recipe.bytecode_version)
+
+
+def _measure_artifact(
+    target: str,
+    path: Path,
+    facts: dict[str, object],
+    loaded: LoadedModel,
+    recipe: Recipe,
+    inputs: _Inputs,
+) -> ArtifactReport:
+    if target == "pte":
+        runtime, load = "executorch", lambda: benchmark.executorch_forward(path)
+    else:
+        runtime, load = "lite-interpreter", lambda: benchmark.lite_forward(path)
+    measurement, _ = benchmark.measure(runtime, load, inputs.evaluation, recipe.benchmark)
+
+    sparsity = None
+    if recipe.pruning.method == "magnitude":
+        if target == "ptl":
+            sparsity = readback.zero_share(readback.ptl_weights(path))
+        else:
+            numels = {int(w.numel()) for w in prunable_weights(loaded.module)}
+            sparsity = readback.zero_share(readback.pte_weights(path, numels))
+
+    return ArtifactReport(
+        target=target,
+        file=path.name,
+        bytes=path.stat().st_size,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        int8=recipe.quantization.mode != "none",
+        weight_sparsity=sparsity,
+        export=facts,
+        measurement=measurement,
+    )
+
+
+def _quantization_report(recipe: Recipe, inputs: _Inputs) -> QuantizationReport:
+    config = recipe.quantization
+    schemes = {}
+    for target in recipe.targets:
+        if config.mode == "none":
+            schemes[target] = "float32"
+        elif target == "pte":
+            schemes[target] = f"pt2e-xnnpack-{config.mode}-int8"
+        else:
+            schemes[target] = f"{config.ptl_engine}-{config.mode}-int8"
+    source = "none" if inputs.calibration is None else inputs.calibration.source
+    held_out = len(inputs.evaluation.batches) * (
+        inputs.evaluation.batches[0].shape[0] if inputs.evaluation.batches else 0
+    )
+    return QuantizationReport(
+        mode=config.mode,
+        calibration_source=source,
+        calibration_samples=0 if inputs.calibration is None else len(inputs.calibration),
+        held_out_samples=held_out if inputs.evaluation_source == "held-out-calibration" else 0,
+        schemes=schemes,
+    )
+
+
+def _model_info(loaded: LoadedModel) -> ModelInfo:
+    return ModelInfo(
+        format=loaded.format,
+        sha256=loaded.sha256,
+        bytes=loaded.file_bytes,
+        architecture=loaded.architecture,
+        input_shape=loaded.input_shape,
+        input_dtype="float32",
+        parameters=sum(p.numel() for p in loaded.module.parameters()),
+    )
+
+
+def _result_warnings(original: Measurement, artifacts: list[ArtifactReport]) -> list[str]:
+    warnings = []
+    for artifact in artifacts:
+        fidelity = artifact.measurement.fidelity
+        if fidelity is not None and fidelity.distinct_top1_classes <= 2:
+            warnings.append(
+                f"The original model predicts only {fidelity.distinct_top1_classes} distinct "
+                "class(es) on the evaluation inputs, so top-1 agreement says little; judge "
+                "fidelity by centered_sqnr_db, or evaluate on real data."
+            )
+            break
+    for artifact in artifacts:
+        if artifact.export.get("optimize_for_mobile") is False:
+            warnings.append(
+                "optimize_for_mobile is unavailable (this torch was built without XNNPACK); "
+                f"the .ptl got the portable passes instead: {artifact.export['passes']}."
+            )
+        if artifact.export.get("non_delegated_operators"):
+            warnings.append(
+                "Some operators stay outside the XNNPACK delegate and run on portable "
+                f"kernels: {artifact.export['non_delegated']}."
+            )
+    return warnings
