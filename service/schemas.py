@@ -216,6 +216,11 @@ class ArtifactReport(BaseModel):
     weight_sparsity: float | None = Field(
         None, description="Share of exactly-zero weight values read back from the artifact."
     )
+    fidelity_vs_pruned: Fidelity | None = Field(
+        None,
+        description="Fidelity against the pruned float model (before quantization), so the "
+        "loss from quantization alone is visible; only when pruning ran.",
+    )
     export: dict[str, object] = Field(
         default_factory=dict,
         description="Target-specific facts: delegated and non-delegated operators (pte); "

@@ -27,6 +27,7 @@ from service.schemas import (
 )
 
 from . import benchmark, data, export_pte, export_ptl, quantize, readback
+from .fidelity import compare
 from .host import host_info
 from .load import LoadedModel, load_model
 from .prune import prunable_weights, prune_model
@@ -35,14 +36,11 @@ logger = logging.getLogger(__name__)
 
 StageCallback = Callable[[str, float], None]
 
-STAGE_PROGRESS = {
-    "loading": 0.02,
-    "pruning": 0.15,
-    "quantizing": 0.25,
-    "exporting": 0.45,
-    "benchmarking": 0.75,
-    "done": 1.0,
-}
+# Where each stage starts on the 0..1 progress scale; the per-target stages (quantizing,
+# exporting, benchmarking) share the span from 0.15 to 0.98 equally between targets.
+STAGE_PROGRESS = {"loading": 0.02, "pruning": 0.10, "done": 1.0}
+TARGET_SPAN = (0.15, 0.98)
+TARGET_STAGE_OFFSET = {"quantizing": 0.0, "exporting": 0.3, "benchmarking": 0.8}
 ARTIFACT_FILES = {"pte": "model.pte", "ptl": "model.ptl"}
 
 SYNTHETIC_CALIBRATION_WARNING = (
@@ -59,14 +57,23 @@ SYNTHETIC_EVALUATION_WARNING = (
 class _Stages:
     """Announces stages to the caller and adds up the wall time spent in each."""
 
-    def __init__(self, on_stage: StageCallback | None) -> None:
+    def __init__(self, on_stage: StageCallback | None, targets: int) -> None:
         self.on_stage = on_stage
+        self.targets = targets
+        self.target_index = 0
         self.seconds: dict[str, float] = {}
+
+    def progress(self, name: str) -> float:
+        if name in STAGE_PROGRESS:
+            return STAGE_PROGRESS[name]
+        low, high = TARGET_SPAN
+        share = (self.target_index + TARGET_STAGE_OFFSET[name]) / self.targets
+        return round(low + (high - low) * share, 3)
 
     @contextmanager
     def stage(self, name: str, *, announce: bool = True) -> Iterator[None]:
         if announce and self.on_stage is not None:
-            self.on_stage(name, STAGE_PROGRESS[name])
+            self.on_stage(name, self.progress(name))
         logger.info("stage %s started", name)
         start = time.perf_counter()
         try:
@@ -93,7 +100,7 @@ def convert(
     """
     torch.manual_seed(0)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stages = _Stages(on_stage)
+    stages = _Stages(on_stage, len(recipe.targets))
     warnings: list[str] = []
 
     with stages.stage("loading"):
@@ -104,15 +111,18 @@ def convert(
 
     with stages.stage("pruning"):
         pruning = prune_model(loaded, recipe.pruning)
+        if pruning is not None:
+            inputs.pruned_reference = _pruned_outputs(loaded, inputs.evaluation)
 
     artifacts = []
-    for target in recipe.targets:
+    for index, target in enumerate(recipe.targets):
+        stages.target_index = index
         path = out_dir / ARTIFACT_FILES[target]
         facts = _build_artifact(target, loaded, recipe, inputs.calibration_batches, path, stages)
         with stages.stage("benchmarking"):
             artifacts.append(_measure_artifact(target, path, facts, loaded, recipe, inputs))
 
-    warnings += _result_warnings(original, artifacts)
+    warnings += _result_warnings(artifacts)
     report = Report(
         model=_model_info(loaded),
         recipe=recipe,
@@ -145,6 +155,7 @@ class _Inputs:
         self.calibration_batches = [] if calibration is None else calibration.batches(batch_size)
         self.evaluation = evaluation
         self.evaluation_source = evaluation_source
+        self.pruned_reference: torch.Tensor | None = None
 
 
 def _prepare_data(
@@ -209,6 +220,11 @@ def _measure_original(
     return measurement
 
 
+def _pruned_outputs(loaded: LoadedModel, evaluation: benchmark.EvalSet) -> torch.Tensor:
+    forward = benchmark.eager_forward(loaded.module)
+    return torch.cat([forward(batch) for batch in evaluation.batches])
+
+
 def _build_artifact(
     target: str,
     loaded: LoadedModel,
@@ -251,7 +267,10 @@ def _measure_artifact(
         runtime, load = "executorch", lambda: benchmark.executorch_forward(path)
     else:
         runtime, load = "lite-interpreter", lambda: benchmark.lite_forward(path)
-    measurement, _ = benchmark.measure(runtime, load, inputs.evaluation, recipe.benchmark)
+    measurement, outputs = benchmark.measure(runtime, load, inputs.evaluation, recipe.benchmark)
+    vs_pruned = None
+    if inputs.pruned_reference is not None:
+        vs_pruned = compare(inputs.pruned_reference, outputs, inputs.evaluation.labels)
 
     sparsity = None
     if recipe.pruning.method == "magnitude":
@@ -268,6 +287,7 @@ def _measure_artifact(
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
         int8=recipe.quantization.mode != "none",
         weight_sparsity=sparsity,
+        fidelity_vs_pruned=vs_pruned,
         export=facts,
         measurement=measurement,
     )
@@ -308,8 +328,18 @@ def _model_info(loaded: LoadedModel) -> ModelInfo:
     )
 
 
-def _result_warnings(original: Measurement, artifacts: list[ArtifactReport]) -> list[str]:
+def _result_warnings(artifacts: list[ArtifactReport]) -> list[str]:
     warnings = []
+    for artifact in artifacts:
+        fidelity, vs_pruned = artifact.measurement.fidelity, artifact.fidelity_vs_pruned
+        if fidelity and vs_pruned and vs_pruned.sqnr_db - fidelity.sqnr_db > 6.0:
+            warnings.append(
+                f"Pruning changed the model's outputs (the {artifact.target} artifact has "
+                f"{fidelity.sqnr_db:.1f} dB SQNR against the original but "
+                f"{vs_pruned.sqnr_db:.1f} dB against the pruned float model); fine-tune the "
+                "pruned model, or prune less."
+            )
+            break
     for artifact in artifacts:
         fidelity = artifact.measurement.fidelity
         if fidelity is not None and fidelity.distinct_top1_classes <= 2:
