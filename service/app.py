@@ -50,7 +50,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
-        MAX_FORM_MEMORY_SIZE=settings.max_recipe_bytes,
+        # Werkzeug applies this to its parse buffer, file chunks included (read 64 KiB at a
+        # time), so it must sit well above the chunk size; the recipe's own limit is checked
+        # in service.uploads.
+        MAX_FORM_MEMORY_SIZE=settings.max_recipe_bytes + 512 * 1024,
         MOBILECONV_STAGING=staging_dir(settings),
     )
 

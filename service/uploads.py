@@ -19,7 +19,7 @@ from typing import IO, Any
 from flask import Request, current_app, g
 from pydantic import ValidationError
 
-from service.errors import InvalidRecipe, MissingPart, RequestError
+from service.errors import InvalidRecipe, MissingPart, PayloadTooLarge, RequestError
 from service.schemas import Recipe
 
 FILE_PARTS = ("model", "calibration", "evaluation")
@@ -123,14 +123,21 @@ def _recipe_text(request: Request, max_recipe_bytes: int) -> str:
     if "recipe" in request.files:
         spool = request.files["recipe"].stream
         if spool.size > max_recipe_bytes:
-            raise InvalidRecipe(
-                f"The recipe is {spool.size} bytes; the limit is {max_recipe_bytes} bytes.",
+            raise PayloadTooLarge(
+                f"The recipe is {spool.size} bytes; the limit is {max_recipe_bytes} bytes "
+                "(MOBILECONV_MAX_RECIPE_BYTES).",
                 field="recipe",
             )
         spool.seek(0)
         raw = spool.read()
     elif "recipe" in request.form:
         raw = request.form["recipe"].encode()
+        if len(raw) > max_recipe_bytes:
+            raise PayloadTooLarge(
+                f"The recipe is {len(raw)} bytes; the limit is {max_recipe_bytes} bytes "
+                "(MOBILECONV_MAX_RECIPE_BYTES).",
+                field="recipe",
+            )
     else:
         raise MissingPart(
             "The request has no recipe part; send the recipe JSON as 'recipe'.", field="recipe"
