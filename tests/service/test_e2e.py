@@ -136,3 +136,30 @@ def _conversion_processes(job_id: str) -> list[int]:
         if b"worker.child" in cmdline and job_id.encode() in cmdline:
             found.append(int(pid))
     return found
+
+
+def test_client_cli_fetches_and_python_client_reads(
+    api: Api, succeeded_job: dict[str, Any], tmp_path: Path, capsys: Any
+) -> None:
+    import argparse
+
+    from service.client import ApiError, Client
+    from service.client_cli import add_client_commands, run_client_command
+
+    parser = argparse.ArgumentParser()
+    add_client_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["fetch", succeeded_job["id"], "--out", str(tmp_path), "--url", api.base_url]
+    )
+    assert run_client_command(args) == 0
+    assert (tmp_path / "model.pte").stat().st_size > 0
+    assert "100%" in capsys.readouterr().err
+
+    client = Client(api.base_url)
+    assert client.report(succeeded_job["id"])["artifacts"]
+    try:
+        client.get("0" * 32)
+    except ApiError as exc:
+        assert exc.status == 404 and exc.code == "not-found"
+    else:
+        raise AssertionError("an unknown job should raise ApiError")
