@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -39,7 +40,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _emitter(stream: IO[str]):  # noqa: ANN202
+def _emitter(stream: IO[str]) -> Callable[..., None]:
     def emit(**event: object) -> None:
         stream.write(json.dumps(event) + "\n")
         stream.flush()

@@ -141,3 +141,16 @@ def test_operations_endpoints(client: Any) -> None:
     assert 'mobileconv_queue_depth{queue="unit-tests"}' in metrics
     assert client.get("/openapi.yaml").get_data(as_text=True).startswith("openapi: 3.1")
     assert "/v1/jobs" in client.get("/docs").get_data(as_text=True)
+
+
+def test_redis_outage_is_503_with_retry_after(settings: Any, contract: Any) -> None:
+    from conftest import CheckedClient
+
+    from service.app import create_app
+
+    down = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    client = CheckedClient(create_app(down).test_client(), contract)
+    for response in (client.get("/v1/jobs"), client.post("/v1/jobs", data=_form())):
+        assert response.status_code == 503 and response.headers["Retry-After"]
+        assert response.get_json()["error"]["code"] == "unavailable"
+    assert client.get("/healthz").status_code == 200
