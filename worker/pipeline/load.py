@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,5 +257,8 @@ def _check_runs(module: nn.Module, input_shape: list[int]) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    if "Weights only load failed" in text:
+        return "it holds pickled Python objects that a weights-only load refuses"
+    lines = text.splitlines()
+    return lines[0][:300].rstrip(".") if lines else type(exc).__name__
