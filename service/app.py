@@ -11,11 +11,11 @@ import logging
 from typing import Any
 
 import redis
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from service import routes
-from service.errors import MobileconvError, PayloadTooLarge, ServiceUnavailable
+from service import auth, routes
+from service.errors import MobileconvError, PayloadTooLarge, ServiceUnavailable, Unauthorized
 from service.jobs import JobStore
 from service.queue import create_celery
 from service.settings import Settings, get_settings
@@ -45,6 +45,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     """
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level)
+    key_hashes = settings.api_keys()
+    if not key_hashes:
+        logger.warning("No MOBILECONV_API_KEY_HASHES set: API keys are off, every job is open.")
     app = Flask(__name__)
     app.request_class = UploadRequest
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -69,6 +72,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.register_blueprint(routes.api)
     _register_error_handlers(app, settings)
+
+    @app.before_request
+    def _authenticate() -> None:
+        g.owner = auth.authenticate(request, key_hashes)
+
     app.teardown_request(lambda _exc: discard_spooled())
     return app
 
@@ -79,6 +87,8 @@ def _register_error_handlers(app: Flask, settings: Settings) -> None:
         headers: dict[str, str] = {}
         if isinstance(error, ServiceUnavailable):
             headers["Retry-After"] = str(settings.retry_after_seconds)
+        if isinstance(error, Unauthorized):
+            headers["WWW-Authenticate"] = 'Bearer realm="mobileconv"'
         return jsonify(error.to_dict()), error.status, headers
 
     @app.errorhandler(RequestEntityTooLarge)

@@ -10,8 +10,14 @@ terminal job.
 Lifecycle::
 
     queued ──> running ──> succeeded | failed
-       │          │
-       └──────────┴──> cancelled
+       ^  │       │
+       │  └───────┴──> cancelled
+       └── running, when its worker stopped sending heartbeats (see :meth:`requeue_lost`)
+
+A running job records which worker process holds it (``worker``) and sits in the set
+``{prefix}:running``; workers sweep that set and hand back jobs whose holder has gone silent.
+``attempts`` counts starts, so a job that kills its worker every time is failed after
+``max_attempts`` instead of looping.
 """
 
 from __future__ import annotations
@@ -78,6 +84,7 @@ class JobRecord(BaseModel):
     inputs: dict[str, str] = Field(default_factory=dict, description="part name -> storage key")
     owner: str | None = None
     base_url: str = Field("", description="Where the job was submitted; webhooks link there.")
+    worker: str | None = Field(None, description="The worker process running the job.")
 
     @property
     def is_terminal(self) -> bool:
@@ -85,7 +92,7 @@ class JobRecord(BaseModel):
 
     def to_job(self, sign: Callable[[StoredArtifact], Artifact]) -> Job:
         """Return the public job document, with artifact URLs signed by ``sign``."""
-        data = self.model_dump(exclude={"artifacts", "inputs", "owner", "base_url"})
+        data = self.model_dump(exclude={"artifacts", "inputs", "owner", "base_url", "worker"})
         return Job(**data, artifacts=[sign(a) for a in self.artifacts])
 
 
@@ -124,6 +131,10 @@ class JobStore:
     @property
     def _index(self) -> str:
         return f"{self.prefix}:jobs"
+
+    @property
+    def _running(self) -> str:
+        return f"{self.prefix}:running"
 
     # -- create and read --------------------------------------------------------------------
 
@@ -230,6 +241,10 @@ class JobStore:
                     after.updated_at = now()
                     pipe.multi()
                     pipe.set(key, after.model_dump_json(), keepttl=True)
+                    if after.status == JobStatus.RUNNING:
+                        pipe.sadd(self._running, job_id)
+                    else:
+                        pipe.srem(self._running, job_id)
                     metrics.record_transition(pipe, self.prefix, before, after)
                     pipe.execute()
                     return after
@@ -237,38 +252,96 @@ class JobStore:
                     continue
         raise RuntimeError(f"Job {job_id} changed too often to update; try again.")
 
-    def start(self, job_id: str, max_attempts: int) -> JobRecord | None:
-        """Mark the job running and count the attempt; ``None`` when it must not run (it is
-        terminal already, e.g. cancelled while queued)."""
+    def start(
+        self,
+        job_id: str,
+        max_attempts: int,
+        worker: str = "",
+        is_alive: Callable[[str], bool] = lambda _worker: False,
+    ) -> JobRecord | None:
+        """Mark the job running on ``worker`` and count the attempt.
+
+        A job already running on another worker that ``is_alive`` is left alone (a duplicate
+        delivery); one running on ``worker`` itself or on a silent worker was lost with its
+        process and starts again. Returns ``None`` when the job must not run here: it is
+        terminal (e.g. cancelled while queued), held by a live worker, or it has now been
+        started ``max_attempts`` times and is failed instead.
+        """
 
         def change(record: JobRecord) -> JobRecord | None:
             if record.is_terminal:
                 return None
+            held_by = record.worker
+            if (
+                record.status == JobStatus.RUNNING
+                and held_by not in (None, worker)
+                and is_alive(held_by or "")
+            ):
+                return None
+            if record.attempts >= max_attempts:
+                return _lost_too_often(record, max_attempts)
             record.attempts += 1
-            if record.attempts > max_attempts:
-                record.status = JobStatus.FAILED
-                record.finished_at = now()
-                record.error = ErrorBody(
-                    code="worker-lost",
-                    message=f"The job was started {max_attempts} times and the worker was lost "
-                    "each time (killed or out of memory); it will not be retried. Check the "
-                    "model's size against the worker's memory.",
-                )
-                return record
             record.status = JobStatus.RUNNING
             record.stage = "loading"
             record.progress = 0.0
+            record.worker = worker or None
             record.started_at = record.started_at or now()
             return record
 
         record = self.update(job_id, change)
-        return record if record.status == JobStatus.RUNNING else None
+        if record.status == JobStatus.RUNNING and record.worker == (worker or None):
+            return record
+        return None
 
-    def set_progress(self, job_id: str, stage: Stage, progress: float) -> JobRecord:
-        """Record the stage and progress of a running job; a no-op once it is terminal."""
+    def requeue_lost(self, job_id: str, max_attempts: int, worker: str | None) -> bool:
+        """Hand a running job whose ``worker`` was lost back to the queue, or fail it when it
+        has been started ``max_attempts`` times. Returns whether the caller must send the
+        task again (it made the change, and the job is queued)."""
+        requeued: list[bool] = []
 
         def change(record: JobRecord) -> JobRecord | None:
-            if record.status != JobStatus.RUNNING:
+            requeued.clear()
+            if record.status != JobStatus.RUNNING or record.worker != worker:
+                return None
+            if record.attempts >= max_attempts:
+                return _lost_too_often(record, max_attempts)
+            requeued.append(True)
+            record.status = JobStatus.QUEUED
+            record.stage = "queued"
+            record.progress = 0.0
+            record.worker = None
+            return record
+
+        record = self.update(job_id, change)
+        logger.warning(
+            "Job %s: worker %s was lost; the job is now %s.", job_id, worker, record.status.value
+        )
+        return bool(requeued) and record.status == JobStatus.QUEUED
+
+    def running_jobs(self) -> list[str]:
+        """Return the ids of jobs marked running (a worker holds them, or held them)."""
+        return sorted(_text(m) for m in self.redis.smembers(self._running))
+
+    def forget_running(self, job_id: str) -> None:
+        """Drop ``job_id`` from the running set (its record expired or it is not running)."""
+        self.redis.srem(self._running, job_id)
+
+    def holds(self, job_id: str, worker: str) -> bool:
+        """Return whether ``job_id`` is running on ``worker`` (it was not taken over)."""
+        raw = self.redis.get(self._key(job_id))
+        if raw is None:
+            return False
+        record = JobRecord.model_validate_json(raw)
+        return record.status == JobStatus.RUNNING and _held(record, worker)
+
+    def set_progress(
+        self, job_id: str, stage: Stage, progress: float, *, worker: str | None = None
+    ) -> JobRecord:
+        """Record the stage and progress of a running job; a no-op once it is terminal, or
+        when ``worker`` is given and no longer holds the job."""
+
+        def change(record: JobRecord) -> JobRecord | None:
+            if record.status != JobStatus.RUNNING or not _held(record, worker):
                 return None
             record.stage = stage
             record.progress = min(max(progress, 0.0), 1.0)
@@ -276,11 +349,19 @@ class JobStore:
 
         return self.update(job_id, change)
 
-    def succeed(self, job_id: str, report: Report, artifacts: list[StoredArtifact]) -> JobRecord:
-        """Mark a running job succeeded; a job cancelled meanwhile stays cancelled."""
+    def succeed(
+        self,
+        job_id: str,
+        report: Report,
+        artifacts: list[StoredArtifact],
+        *,
+        worker: str | None = None,
+    ) -> JobRecord:
+        """Mark a running job succeeded; a job cancelled meanwhile stays cancelled, and one
+        another worker took over (``worker`` given and not the holder) is left to it."""
 
         def change(record: JobRecord) -> JobRecord | None:
-            if record.status != JobStatus.RUNNING:
+            if record.status != JobStatus.RUNNING or not _held(record, worker):
                 return None
             record.status = JobStatus.SUCCEEDED
             record.stage = "done"
@@ -288,16 +369,19 @@ class JobStore:
             record.finished_at = now()
             record.report = report
             record.artifacts = artifacts
+            record.worker = None
             return record
 
         return self.update(job_id, change)
 
-    def fail(self, job_id: str, code: str, message: str) -> JobRecord:
-        """Mark a job failed with an error code and a message for a person."""
+    def fail(self, job_id: str, code: str, message: str, *, worker: str | None = None) -> JobRecord:
+        """Mark a job failed with an error code and a message for a person (when ``worker``
+        is given, only while that worker holds it)."""
 
         def change(record: JobRecord) -> JobRecord | None:
-            if record.is_terminal:
+            if record.is_terminal or (worker is not None and not _held(record, worker)):
                 return None
+            record.worker = None
             record.status = JobStatus.FAILED
             record.finished_at = now()
             record.error = ErrorBody(code=code, message=message)
@@ -362,6 +446,24 @@ class JobStore:
                 field="Idempotency-Key",
             )
         return str(stored["job_id"])
+
+
+def _held(record: JobRecord, worker: str | None) -> bool:
+    """Whether ``worker`` may write the running ``record`` (``None``: anyone may)."""
+    return worker is None or record.worker in (worker or None, None)
+
+
+def _lost_too_often(record: JobRecord, max_attempts: int) -> JobRecord:
+    record.status = JobStatus.FAILED
+    record.finished_at = now()
+    record.worker = None
+    record.error = ErrorBody(
+        code="worker-lost",
+        message=f"The job was started {max_attempts} times and the worker was lost each time "
+        "(killed, or out of memory); it will not be retried (MOBILECONV_MAX_ATTEMPTS). Check "
+        "the model's size against the worker's memory before submitting it again.",
+    )
+    return record
 
 
 def _text(value: Any) -> str:

@@ -47,6 +47,15 @@ _UNAVAILABLE = {
     "headers": {"Retry-After": _RETRY_AFTER},
     "content": {"application/json": {"schema": _ref("ErrorDocument")}},
 }
+_UNAUTHORIZED = {
+    "description": "API keys are on and the request carries no key, or an unknown one.",
+    "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    "content": {"application/json": {"schema": _ref("ErrorDocument")}},
+}
+# Keys are optional in the contract because they are off unless configured
+# (MOBILECONV_API_KEY_HASHES); the empty requirement is what says so.
+_KEYED: list[dict[str, list[str]]] = [{"bearerAuth": []}, {}]
+_OPEN: list[dict[str, list[str]]] = []
 _JOB_ID = {
     "name": "job_id",
     "in": "path",
@@ -64,6 +73,7 @@ def _paths() -> dict[str, Any]:
         "is streamed to storage and hashed. Send an Idempotency-Key header to make retries "
         "safe: the same key with the same body returns the same job; with another body, 422.",
         "operationId": "submitJob",
+        "security": _KEYED,
         "parameters": [
             {
                 "name": "Idempotency-Key",
@@ -105,10 +115,11 @@ def _paths() -> dict[str, Any]:
                 },
             ),
             "400": _error("Not multipart, an unknown or empty part, or a bad header."),
+            "401": _UNAUTHORIZED,
             "413": _error("The upload or a form field is over its limit; the message names it."),
             "422": _error(
-                "The recipe is invalid (field names the field), or the "
-                "Idempotency-Key was used with another body."
+                "The recipe is invalid or over a configured limit (field names the field), "
+                "or the Idempotency-Key was used with another body."
             ),
             "503": _UNAVAILABLE,
         },
@@ -116,6 +127,7 @@ def _paths() -> dict[str, Any]:
     list_jobs = {
         "summary": "List jobs, newest first",
         "operationId": "listJobs",
+        "security": _KEYED,
         "parameters": [
             {
                 "name": "status",
@@ -143,10 +155,15 @@ def _paths() -> dict[str, Any]:
         "responses": {
             "200": _json("JobList", "A page of jobs."),
             "400": _error("A bad status, limit or cursor."),
+            "401": _UNAUTHORIZED,
             "503": _UNAVAILABLE,
         },
     }
-    job_errors = {"404": _error("No such job (never created, or expired)."), "503": _UNAVAILABLE}
+    job_errors = {
+        "401": _UNAUTHORIZED,
+        "404": _error("No such job (never created, expired, or another key's)."),
+        "503": _UNAVAILABLE,
+    }
     return {
         "/v1/jobs": {"post": submit, "get": list_jobs},
         "/v1/jobs/{job_id}": {
@@ -154,6 +171,7 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "Get a job",
                 "operationId": "getJob",
+                "security": _KEYED,
                 "responses": {
                     "200": _json(
                         "Job", "The job document; artifact URLs are signed afresh on every read."
@@ -164,6 +182,7 @@ def _paths() -> dict[str, Any]:
             "delete": {
                 "summary": "Cancel a queued or running job",
                 "operationId": "cancelJob",
+                "security": _KEYED,
                 "description": "A running conversion is stopped within a second or so.",
                 "responses": {
                     "200": _json("Job", "The cancelled job."),
@@ -177,8 +196,10 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "Get a succeeded job's report",
                 "operationId": "getReport",
+                "security": _KEYED,
                 "responses": {
                     "200": _json("Report", "The report (also report.json)."),
+                    "401": _UNAUTHORIZED,
                     "404": _error("No such job, or it has not succeeded."),
                     "503": _UNAVAILABLE,
                 },
@@ -199,6 +220,7 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "Download an artifact through its signed URL",
                 "operationId": "downloadArtifact",
+                "security": _OPEN,
                 "description": "Honours Range and If-None-Match (the ETag is the sha256).",
                 "responses": {
                     "200": {
@@ -231,6 +253,7 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "Liveness",
                 "operationId": "healthz",
+                "security": _OPEN,
                 "responses": {
                     "200": {
                         "description": "The process is alive.",
@@ -243,6 +266,7 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "Readiness",
                 "operationId": "readyz",
+                "security": _OPEN,
                 "responses": {
                     "200": {
                         "description": "Redis answers and a worker reported recently.",
@@ -267,11 +291,13 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "Prometheus metrics",
                 "operationId": "metrics",
+                "security": _KEYED,
                 "responses": {
                     "200": {
                         "description": "Text exposition format.",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     },
+                    "401": _UNAUTHORIZED,
                     "503": _UNAVAILABLE,
                 },
             }
@@ -280,6 +306,7 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "This contract",
                 "operationId": "openapi",
+                "security": _OPEN,
                 "responses": {
                     "200": {
                         "description": "OpenAPI 3.1 YAML.",
@@ -292,6 +319,7 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "This contract as HTML",
                 "operationId": "docs",
+                "security": _OPEN,
                 "responses": {
                     "200": {
                         "description": "An HTML page.",
@@ -321,7 +349,17 @@ def build() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "paths": _paths(),
-        "components": {"schemas": definitions["$defs"]},
+        "components": {
+            "schemas": definitions["$defs"],
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key, when the service has keys configured "
+                    "(MOBILECONV_API_KEY_HASHES); each key sees only the jobs it submitted.",
+                }
+            },
+        },
     }
 
 

@@ -12,11 +12,12 @@ from typing import Any
 
 import redis
 from celery import Celery
-from flask import Blueprint, Response, current_app, jsonify, redirect, request, send_file
+from flask import Blueprint, Response, current_app, g, jsonify, redirect, request, send_file
 
 from service import docs, metrics, signing
 from service.errors import NotFound, RequestError, ServiceUnavailable
 from service.jobs import JobRecord, JobStore, fingerprint, new_job_id
+from service.limits import check_recipe_limits
 from service.queue import enqueue_conversion
 from service.schemas import JobStatus
 from service.settings import Settings
@@ -61,10 +62,15 @@ def _job_json(record: JobRecord) -> dict[str, Any]:
     return record.to_job(_signer()).model_dump(mode="json")
 
 
+def _owner() -> str | None:
+    """The caller's key digest; ``None`` when API keys are off or the route is public."""
+    return g.get("owner")
+
+
 def _get_record(job_id: str) -> JobRecord:
     if not _JOB_ID.match(job_id):
         raise NotFound(f"There is no job with id {job_id!r}; it never existed or expired.")
-    return _services().jobs.get(job_id)
+    return _services().jobs.get(job_id, owner=_owner())
 
 
 # -- jobs ------------------------------------------------------------------------------------
@@ -76,6 +82,7 @@ def submit_job() -> Any:
     services = _services()
     services.redis.ping()
     submission = parse_submission(request, services.settings.max_recipe_bytes)
+    check_recipe_limits(submission.recipe, services.settings)
     if submission.recipe.callback_url is not None:
         check_target(
             str(submission.recipe.callback_url),
@@ -86,10 +93,12 @@ def submit_job() -> Any:
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key is not None:
         print_ = fingerprint(submission.recipe, submission.hashes)
-        existing = services.jobs.claim_idempotency_key(idempotency_key, job_id, print_)
+        existing = services.jobs.claim_idempotency_key(
+            idempotency_key, job_id, print_, owner=_owner()
+        )
         if existing is not None:
             logger.info("Idempotent replay of job %s.", existing)
-            return _accepted(services.jobs.get(existing), replayed=True)
+            return _accepted(services.jobs.get(existing, owner=_owner()), replayed=True)
 
     inputs = {}
     for name, spool in submission.files.items():
@@ -102,6 +111,7 @@ def submit_job() -> Any:
         submission.hashes["model"],
         inputs,
         job_id=job_id,
+        owner=_owner(),
         base_url=_base_url(),
     )
     try:
@@ -138,7 +148,10 @@ def list_jobs() -> Any:
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
         raise RequestError("limit must be a whole number from 1 to 100.", field="limit")
     records, cursor = _services().jobs.list(
-        status=status, limit=int(limit_text), cursor=request.args.get("cursor") or None
+        status=status,
+        limit=int(limit_text),
+        cursor=request.args.get("cursor") or None,
+        owner=_owner(),
     )
     return jsonify({"jobs": [_job_json(r) for r in records], "next_cursor": cursor})
 
@@ -153,7 +166,7 @@ def get_job(job_id: str) -> Any:
 def cancel_job(job_id: str) -> Any:
     """Cancel a queued or running job; the worker stops a running conversion."""
     _get_record(job_id)
-    record = _services().jobs.cancel(job_id)
+    record = _services().jobs.cancel(job_id, owner=_owner())
     return jsonify(_job_json(record))
 
 

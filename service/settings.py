@@ -66,6 +66,20 @@ class Settings(BaseSettings):
         key_prefix: prefix of every Redis key the service writes (default ``mobileconv``).
         openapi_path: the contract served at ``/openapi.yaml`` (default: the repo's file).
         log_level: logging level of API and worker (default ``INFO``).
+        api_key_hashes: comma-separated SHA-256 hex digests of the accepted API keys. Empty
+            (the default) turns authentication off; set, every endpoint but health, docs, the
+            contract and signed artifact downloads needs ``Authorization: Bearer <key>``.
+        max_input_elements: most elements of ``recipe.input_shape`` (default 16,777,216,
+            e.g. 1x3x2048x2048 fits).
+        max_input_dimension: largest single dimension of ``recipe.input_shape`` (default 4096).
+        max_calibration_samples: largest ``recipe.quantization.calibration_samples``
+            (default 1024).
+        max_eval_samples: largest ``recipe.benchmark.eval_samples`` (default 1024).
+        max_benchmark_runs: largest ``recipe.benchmark.runs + recipe.benchmark.warmup``
+            (default 1000).
+        max_benchmark_threads: largest ``recipe.benchmark.threads`` (default 8).
+        worker_lost_seconds: a running job whose worker has not sent a heartbeat for this long
+            is handed to another worker (default 60; workers beat every third of it).
     """
 
     model_config = SettingsConfigDict(env_prefix="MOBILECONV_", extra="ignore")
@@ -103,6 +117,29 @@ class Settings(BaseSettings):
     key_prefix: str = "mobileconv"
     openapi_path: Path = Path(__file__).resolve().parent.parent / "openapi.yaml"
     log_level: str = "INFO"
+    api_key_hashes: str = ""
+    max_input_elements: int = Field(16 * 1024 * 1024, ge=1)
+    max_input_dimension: int = Field(4096, ge=1)
+    max_calibration_samples: int = Field(1024, ge=1)
+    max_eval_samples: int = Field(1024, ge=1)
+    max_benchmark_runs: int = Field(1000, ge=1)
+    max_benchmark_threads: int = Field(8, ge=1)
+    worker_lost_seconds: float = Field(60.0, ge=3.0)
+
+    def api_keys(self) -> frozenset[str]:
+        """Return the configured key hashes, lower-case; empty when keys are off.
+
+        Raises:
+            ValueError: an entry is not 64 hex digits.
+        """
+        hashes = [h.strip().lower() for h in self.api_key_hashes.split(",") if h.strip()]
+        for value in hashes:
+            if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+                raise ValueError(
+                    "MOBILECONV_API_KEY_HASHES must list SHA-256 hex digests (64 hex digits "
+                    f"each, comma-separated); found {value[:12]!r}... of length {len(value)}."
+                )
+        return frozenset(hashes)
 
     def signing_key(self) -> bytes:
         """Return the key for artifact URLs, generating and storing one on first use."""

@@ -14,9 +14,11 @@ Exit status 0 means the artifacts and ``report.json`` are in ``--out``; 1 a conv
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
+import resource
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +27,9 @@ from typing import IO
 logger = logging.getLogger("worker.child")
 
 _MEMORY_MARKERS = ("can't allocate memory", "std::bad_alloc", "out of memory")
+# Python ignores SIGXFSZ, so a write over RLIMIT_FSIZE fails with EFBIG instead of killing
+# the process; libraries that write in C++ report it in their own words.
+_FILE_SIZE_MARKERS = ("file too large", "efbig")
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -36,7 +41,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--calibration", type=Path)
     parser.add_argument("--evaluation", type=Path)
     parser.add_argument("--progress-fd", type=int, required=True)
-    parser.add_argument("--memory-limit", type=int, default=0, help="bytes, for messages")
+    parser.add_argument(
+        "--memory-limit", type=int, default=0, help="bytes (unused: the rlimit is read)"
+    )
     return parser.parse_args(argv)
 
 
@@ -72,15 +79,18 @@ def main(argv: list[str] | None = None) -> int:
             ),
         )
     except ConversionError as exc:
+        limit = _limit_hit(exc)
+        if limit is not None:
+            emit(event="error", code="resource-limit", message=limit)
+            return 1
         logger.warning("Job %s: conversion failed (%s): %s", args.job_id, exc.code, exc.message)
         emit(event="error", code=exc.code, message=exc.message)
         return 1
-    except MemoryError:
-        emit(event="error", code="resource-limit", message=_memory_message(args.memory_limit))
-        return 1
     except Exception as exc:
-        if any(marker in str(exc) for marker in _MEMORY_MARKERS):
-            emit(event="error", code="resource-limit", message=_memory_message(args.memory_limit))
+        limit = _limit_hit(exc)
+        if limit is not None:
+            logger.warning("Job %s: stopped by a resource limit: %s", args.job_id, limit)
+            emit(event="error", code="resource-limit", message=limit)
             return 1
         logger.exception("Job %s: the engine failed unexpectedly.", args.job_id)
         emit(
@@ -94,11 +104,40 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _memory_message(limit: int) -> str:
-    size = f"{limit / 1024**3:.1f} GiB" if limit else "its"
+def _limit_hit(exc: BaseException) -> str | None:
+    """Return a message naming the limit when ``exc`` (or what caused it) is the memory or
+    file-size limit at work, else ``None``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current).lower()
+        if isinstance(current, MemoryError) or any(m in text for m in _MEMORY_MARKERS):
+            return _memory_message()
+        too_large = isinstance(current, OSError) and current.errno == errno.EFBIG
+        if too_large or any(m in text for m in _FILE_SIZE_MARKERS):
+            return _file_size_message()
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _memory_message() -> str:
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    size = f"the {limit / 1024**3:.1f} GiB" if limit != resource.RLIM_INFINITY else "its"
     return (
-        f"The conversion ran out of memory: it hit the {size} address-space limit "
-        "(MOBILECONV_CHILD_MEMORY_BYTES). Use a smaller input_shape or raise the limit."
+        f"The conversion ran out of memory: it hit {size} address-space limit "
+        "(MOBILECONV_CHILD_MEMORY_BYTES). Use a smaller model or input_shape, or raise the "
+        "limit."
+    )
+
+
+def _file_size_message() -> str:
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    size = f"the {limit}-byte" if limit != resource.RLIM_INFINITY else "its"
+    return (
+        f"The conversion tried to write a file larger than {size} file-size limit "
+        "(MOBILECONV_CHILD_FILE_BYTES) and was stopped. Use a smaller model, or raise the "
+        "limit."
     )
 
 

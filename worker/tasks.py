@@ -12,7 +12,10 @@ import logging
 import mimetypes
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import redis
 import requests
@@ -21,13 +24,15 @@ from service import webhooks
 from service.errors import InvalidRecipe, NotFound
 from service.jobs import JobRecord, JobStore, StoredArtifact
 from service.queue import CONVERT_TASK, WEBHOOK_TASK
-from service.schemas import JobStatus, Report
+from service.schemas import Report
 from service.signing import make_signer
 from service.storage import create_storage
-from worker.celery_app import app, settings
+from worker.celery_app import app, live_workers, settings, worker_id
 from worker.sandbox import ChildJob, Limits, run_child
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MEDIA_TYPES = {
     ".pte": "application/octet-stream",
@@ -54,36 +59,69 @@ def _limits() -> Limits:
 @app.task(name=CONVERT_TASK, acks_late=True, reject_on_worker_lost=True)
 def convert_job(job_id: str) -> None:
     """Run the conversion of ``job_id`` and record its outcome."""
+    me = worker_id()
     try:
-        record = jobs.start(job_id, settings.max_attempts)
+        record = jobs.start(
+            job_id, settings.max_attempts, me, lambda other: other in live_workers(_redis)
+        )
     except NotFound:
         logger.warning("Job %s: no record (expired?); dropping the task.", job_id)
         return
     if record is None:
         final = jobs.get(job_id)
-        logger.info("Job %s: not started, it is already %s.", job_id, final.status.value)
+        logger.info(
+            "Job %s: not started here, it is %s (worker %s).",
+            job_id,
+            final.status.value,
+            final.worker,
+        )
         _notify(final)
         return
 
-    logger.info("Job %s: started (attempt %d).", job_id, record.attempts)
+    logger.info("Job %s: started on %s (attempt %d).", job_id, me, record.attempts)
+    _remove_stale_workdirs(job_id)
     workdir = Path(tempfile.mkdtemp(prefix=f"mobileconv-{job_id}-"))
     try:
-        final = _convert(record, workdir)
+        final = _convert(record, workdir, me)
     except Exception as exc:
         logger.exception("Job %s: the worker failed.", job_id)
-        final = jobs.fail(
-            job_id,
-            "internal",
+        message = (
             f"The worker failed unexpectedly ({type(exc).__name__}); the worker log has the "
-            "details. Submitting again may help if the cause was temporary.",
+            "details. Submitting again may help if the cause was temporary."
         )
+        final = _persist(job_id, lambda: jobs.fail(job_id, "internal", message, worker=me))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     logger.info("Job %s: ended %s.", job_id, final.status.value)
     _notify(final)
 
 
-def _convert(record: JobRecord, workdir: Path) -> JobRecord:
+def _remove_stale_workdirs(job_id: str) -> None:
+    # A worker killed mid-job leaves its working directory behind; the next attempt of the
+    # same job on this host clears it so lost attempts cannot add up on disk.
+    for stale in Path(tempfile.gettempdir()).glob(f"mobileconv-{job_id}-*"):
+        logger.info("Job %s: removing %s left by a lost attempt.", job_id, stale)
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _persist(job_id: str, write: Callable[[], T]) -> T:
+    """Run a job-store write, retrying while Redis is unreachable (up to the job time)."""
+    deadline = time.monotonic() + settings.job_timeout_seconds
+    delay = 0.5
+    while True:
+        try:
+            return write()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            logger.warning(
+                "Job %s: Redis unreachable (%s); retrying in %.1f s.", job_id, exc, delay
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def _convert(record: JobRecord, workdir: Path, me: str) -> JobRecord:
     job_id = record.id
     inputs = workdir / "input"
     inputs.mkdir()
@@ -108,27 +146,43 @@ def _convert(record: JobRecord, workdir: Path) -> JobRecord:
     outcome = run_child(
         child,
         _limits(),
-        on_stage=lambda stage, progress: _progress(job_id, stage, progress),
-        should_stop=lambda: jobs.status_of(job_id) != JobStatus.RUNNING,
+        on_stage=lambda stage, progress: _progress(job_id, stage, progress, me),
+        should_stop=lambda: _should_stop(job_id, me),
         poll_seconds=settings.cancel_poll_seconds,
     )
 
     if outcome.status == "cancelled":
-        return jobs.get(job_id)
+        return _persist(job_id, lambda: jobs.get(job_id))
     if outcome.status == "failed":
         logger.info("Job %s: failed with %s: %s", job_id, outcome.code, outcome.message)
-        return jobs.fail(job_id, outcome.code, outcome.message)
+        return _persist(job_id, lambda: jobs.fail(job_id, outcome.code, outcome.message, worker=me))
     report = Report.model_validate_json((out_dir / "report.json").read_text())
+    if not _persist(job_id, lambda: jobs.holds(job_id, me)):
+        logger.warning("Job %s: taken over or ended meanwhile; not uploading.", job_id)
+        return _persist(job_id, lambda: jobs.get(job_id))
     artifacts = _upload(job_id, out_dir)
-    return jobs.succeed(job_id, report, artifacts)
+    return _persist(job_id, lambda: jobs.succeed(job_id, report, artifacts, worker=me))
 
 
-def _progress(job_id: str, stage: str, progress: float) -> None:
+def _should_stop(job_id: str, me: str) -> bool:
+    try:
+        return not jobs.holds(job_id, me)
+    except redis.RedisError as exc:
+        logger.warning("Job %s: cannot check for cancellation, Redis unreachable: %s", job_id, exc)
+        return False
+
+
+def _progress(job_id: str, stage: str, progress: float, me: str) -> None:
     known = ("loading", "pruning", "quantizing", "exporting", "benchmarking", "done")
     if stage not in known:
         logger.warning("Job %s: the engine reported an unknown stage %r.", job_id, stage)
         return
-    jobs.set_progress(job_id, stage, progress)  # type: ignore[arg-type]
+    try:
+        jobs.set_progress(job_id, stage, progress, worker=me)  # type: ignore[arg-type]
+    except redis.RedisError as exc:
+        logger.warning(
+            "Job %s: progress %s not recorded, Redis unreachable: %s", job_id, stage, exc
+        )
 
 
 def _upload(job_id: str, out_dir: Path) -> list[StoredArtifact]:
@@ -180,12 +234,6 @@ def deliver_webhook(job_id: str, attempt: int) -> None:
     if record.recipe.callback_url is None:
         return
     url = str(record.recipe.callback_url)
-    try:
-        webhooks.check_target(url, allow_private=settings.allow_private_callbacks)
-    except InvalidRecipe as exc:
-        logger.warning("Job %s: webhook refused: %s", job_id, exc.message)
-        return
-
     sign = make_signer(
         settings.signing_key(), record.base_url or settings.public_url, settings.url_ttl_seconds
     )
@@ -198,7 +246,12 @@ def deliver_webhook(job_id: str, attempt: int) -> None:
             job_id=job_id,
             attempt=attempt,
             timeout=settings.webhook_timeout_seconds,
+            allow_private=settings.allow_private_callbacks,
         )
+    except InvalidRecipe as exc:
+        # Checked again at delivery: the name may resolve elsewhere than at submission.
+        logger.warning("Job %s: webhook to %s refused: %s", job_id, url, exc.message)
+        return
     except requests.RequestException as exc:
         if attempt >= settings.webhook_max_attempts:
             logger.warning(
