@@ -18,6 +18,7 @@
         ├── InputMismatch                input-mismatch
         ├── InvalidData                  invalid-data
         ├── ExportFailed                 export-failed
+        ├── FidelityMissed               fidelity-target-missed
         └── ResourceLimit                resource-limit
 
 A ``ConversionError`` never reaches an HTTP response directly: the worker stores its code and
@@ -112,6 +113,10 @@ class InvalidData(ConversionError):
 
 class ExportFailed(ConversionError):
     code = "export-failed"
+
+
+class FidelityMissed(ConversionError):
+    code = "fidelity-target-missed"
 
 
 class ResourceLimit(ConversionError):

@@ -57,6 +57,25 @@ class PruningConfig(_Strict):
     prune_classifier: bool = False
 
 
+class FidelityTarget(_Strict):
+    """What int8 must keep, checked on held-out calibration samples (``.pte`` search).
+
+    Attributes:
+        min_sqnr_db: least output SQNR against the float model, in dB (default 20).
+        min_top1_agreement: least share of held-out samples with the float model's top-1
+            class, 0 to 1 (default: not checked).
+        max_float_layer_share: most Conv/Linear layers, as a share of all of them, that the
+            search may keep in float (default 0.10; at least one layer when above 0).
+        sensitivity_layers: how many of the worst layers are listed in the report and tried
+            in float by the search (default 8).
+    """
+
+    min_sqnr_db: float = Field(20.0, ge=-50.0, le=150.0)
+    min_top1_agreement: float | None = Field(None, ge=0.0, le=1.0)
+    max_float_layer_share: float = Field(0.10, ge=0.0, le=1.0)
+    sensitivity_layers: int = Field(8, ge=0, le=256)
+
+
 class QuantizationConfig(_Strict):
     """How to quantize to int8.
 
@@ -67,12 +86,17 @@ class QuantizationConfig(_Strict):
         calibration_samples: most samples used for calibration (default 64).
         ptl_engine: quantized engine the ``.ptl`` is built for; ``qnnpack`` is what phones run.
         per_channel: per-channel weight scales (default on; per-tensor loses about 10 dB).
+        fidelity: the target static int8 must meet; layers are kept in float until it is.
+        on_fidelity_miss: ``warn`` (default: the job succeeds with a warning and the best
+            fidelity reached) or ``fail`` (the job fails with code fidelity-target-missed).
     """
 
     mode: Literal["none", "static", "dynamic"] = "static"
     calibration_samples: int = Field(64, ge=1, le=4096)
     ptl_engine: Literal["qnnpack", "x86"] = "qnnpack"
     per_channel: bool = True
+    fidelity: FidelityTarget = Field(default_factory=FidelityTarget)
+    on_fidelity_miss: Literal["warn", "fail"] = "warn"
 
 
 class BenchmarkConfig(_Strict):
@@ -241,12 +265,46 @@ class PruningReport(BaseModel):
     note: str
 
 
+class LayerSensitivity(BaseModel):
+    """How badly one Conv/Linear layer takes int8."""
+
+    layer: str = Field(description="Module path of the layer, e.g. features.3.conv.0.0.")
+    node: str = Field(description="Node name in the exported graph.")
+    sqnr_db: float = Field(description="The layer's output in the all-int8 model against float.")
+    gain_db: float | None = Field(
+        None, description="Model output SQNR gained when this layer alone stays float."
+    )
+
+
+class MixedPrecisionReport(BaseModel):
+    """The fidelity target and what the search did to meet it (``.pte`` path)."""
+
+    enforced: bool = Field(description="False with synthetic calibration: nothing to trust.")
+    note: str
+    target_sqnr_db: float
+    target_top1_agreement: float | None = None
+    met: bool | None = None
+    held_out_samples: int = 0
+    max_float_layers: int = 0
+    float_layers: list[str] = Field(default_factory=list)
+    sqnr_before_db: float | None = Field(None, description="All layers int8.")
+    sqnr_after_db: float | None = Field(None, description="With float_layers kept in float.")
+    top1_agreement_before: float | None = None
+    top1_agreement_after: float | None = None
+    all_int8_bytes: int | None = Field(None, description="Size of the all-int8 .pte, to compare.")
+    all_int8_p50_ms: float | None = Field(None, description="Its latency in ExecuTorch.")
+    sensitivity: list[LayerSensitivity] = Field(
+        default_factory=list, description="The worst layers by sqnr_db, worst first."
+    )
+
+
 class QuantizationReport(BaseModel):
     mode: str
     calibration_source: Literal["user", "synthetic", "none"]
     calibration_samples: int
     held_out_samples: int = Field(description="Samples kept out of calibration for fidelity.")
     schemes: dict[str, str] = Field(description="Scheme used per target.")
+    mixed_precision: MixedPrecisionReport | None = None
 
 
 class ModelInfo(BaseModel):

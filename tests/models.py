@@ -81,3 +81,51 @@ def trained_digits_cnn(data: DigitsData) -> nn.Module:
     """A DigitsCNN with seeded initialisation, trained on ``data``."""
     torch.manual_seed(0)
     return train_digits(DigitsCNN(), data)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: expand 1x1, depthwise 3x3, project 1x1, residual when shapes match."""
+
+    def __init__(self, channels_in: int, channels_out: int, stride: int, expand: int) -> None:
+        super().__init__()
+        hidden = channels_in * expand
+        self.use_residual = stride == 1 and channels_in == channels_out
+        self.conv = nn.Sequential(
+            nn.Conv2d(channels_in, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden), nn.ReLU6(),
+            nn.Conv2d(hidden, channels_out, 1, bias=False), nn.BatchNorm2d(channels_out),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        return x + out if self.use_residual else out
+
+
+class DigitsMobileNet(nn.Module):
+    """A MobileNetV2-like net for 16x16 digits: ReLU6, depthwise convs, residual adds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(16), nn.ReLU6())
+        self.blocks = nn.Sequential(
+            InvertedResidual(16, 16, 1, 4),
+            InvertedResidual(16, 24, 2, 4),
+            InvertedResidual(24, 24, 1, 4),
+            InvertedResidual(24, 32, 2, 4),
+            InvertedResidual(32, 32, 1, 4),
+        )
+        self.head = nn.Sequential(nn.Conv2d(32, 64, 1, bias=False), nn.BatchNorm2d(64),
+                                  nn.ReLU6())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.head(self.blocks(self.stem(x)))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def trained_digits_mobilenet(data: DigitsData) -> nn.Module:
+    torch.manual_seed(0)
+    return train_digits(DigitsMobileNet(), data, epochs=6)

@@ -79,8 +79,12 @@ def quantize_fx(
     example: torch.Tensor,
     calibration: list[torch.Tensor],
     config: QuantizationConfig,
+    float_modules: list[str] | None = None,
 ) -> nn.Module:
-    """Quantize an eager module for the lite interpreter with FX graph mode."""
+    """Quantize an eager module for the lite interpreter with FX graph mode.
+
+    ``float_modules`` (module paths) stay in float, as the ``.pte`` search decided.
+    """
     from torch.ao.quantization import QConfigMapping, quantize_dynamic
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
@@ -92,6 +96,8 @@ def quantize_fx(
     mapping = QConfigMapping().set_global(ptl_qconfig(config))
     for name in relu6_fed_modules(working, example):
         mapping.set_module_name(name, clamped_output_qconfig(config))
+    for name in float_modules or []:
+        mapping.set_module_name(name, None)
     prepared = prepare_fx(working, mapping, (example,))
     with torch.no_grad():
         for batch in calibration:

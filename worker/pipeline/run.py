@@ -20,13 +20,14 @@ from service.errors import InvalidData
 from service.schemas import (
     ArtifactReport,
     Measurement,
+    MixedPrecisionReport,
     ModelInfo,
     QuantizationReport,
     Recipe,
     Report,
 )
 
-from . import benchmark, data, export_pte, export_ptl, quantize, readback
+from . import benchmark, data, export_pte, export_ptl, mixed, quantize, readback, sensitivity
 from .fidelity import compare
 from .host import host_info
 from .load import LoadedModel, load_model
@@ -42,6 +43,7 @@ STAGE_PROGRESS = {"loading": 0.02, "pruning": 0.10, "done": 1.0}
 TARGET_SPAN = (0.15, 0.98)
 TARGET_STAGE_OFFSET = {"quantizing": 0.0, "exporting": 0.3, "benchmarking": 0.8}
 ARTIFACT_FILES = {"pte": "model.pte", "ptl": "model.ptl"}
+TARGET_ORDER = ["pte", "ptl"]
 
 SYNTHETIC_CALIBRATION_WARNING = (
     "Calibration used synthetic Gaussian inputs, so the int8 activation ranges and every "
@@ -115,14 +117,21 @@ def convert(
             inputs.pruned_reference = _pruned_outputs(loaded, inputs.evaluation)
 
     artifacts = []
-    for index, target in enumerate(recipe.targets):
+    # The .pte's mixed-precision search decides which layers the .ptl keeps float too.
+    for index, target in enumerate(sorted(recipe.targets, key=TARGET_ORDER.index)):
         stages.target_index = index
         path = out_dir / ARTIFACT_FILES[target]
-        facts = _build_artifact(target, loaded, recipe, inputs.calibration_batches, path, stages)
+        facts = _build_artifact(target, loaded, recipe, inputs, path, stages)
         with stages.stage("benchmarking"):
             artifacts.append(_measure_artifact(target, path, facts, loaded, recipe, inputs))
 
     warnings += _result_warnings(artifacts)
+    warnings += mixed.fidelity_warnings(
+        inputs.mixed_precision,
+        inputs.fidelity_causes,
+        recipe.quantization,
+        has_module_structure=loaded.has_module_structure,
+    )
     report = Report(
         model=_model_info(loaded),
         recipe=recipe,
@@ -156,6 +165,10 @@ class _Inputs:
         self.evaluation = evaluation
         self.evaluation_source = evaluation_source
         self.pruned_reference: torch.Tensor | None = None
+        self.held_out_batches: list[torch.Tensor] = []
+        self.mixed_precision: MixedPrecisionReport | None = None
+        self.float_modules: list[str] = []
+        self.fidelity_causes: list[str] = []
 
 
 def _prepare_data(
@@ -168,10 +181,12 @@ def _prepare_data(
     shape, batch = loaded.input_shape, loaded.input_shape[0]
     quant, bench = recipe.quantization, recipe.benchmark
 
-    calibration = None
+    calibration = held_out = None
     if calibration_path is not None:
-        limit = quant.calibration_samples + (0 if evaluation_path else bench.eval_samples)
-        calibration = data.load_samples(calibration_path, shape, "calibration", limit)
+        limit = quant.calibration_samples + bench.eval_samples
+        samples = data.load_samples(calibration_path, shape, "calibration", limit)
+        calibration, held_out = data.split_held_out(samples, batch)
+        calibration = calibration.take(0, quant.calibration_samples)
     elif quant.mode == "static":
         calibration = data.synthetic_samples(shape, max(batch, min(quant.calibration_samples, 32)))
         warnings.append(SYNTHETIC_CALIBRATION_WARNING)
@@ -179,10 +194,8 @@ def _prepare_data(
     if evaluation_path is not None:
         evaluation = data.load_samples(evaluation_path, shape, "evaluation", bench.eval_samples)
         source = "user"
-    elif calibration is not None and calibration.source == "user":
-        calibration, evaluation = data.split_held_out(calibration, batch)
-        calibration = calibration.take(0, quant.calibration_samples)
-        evaluation = evaluation.take(0, bench.eval_samples)
+    elif held_out is not None:
+        evaluation = held_out.take(0, bench.eval_samples)
         source = "held-out-calibration"
     else:
         evaluation = data.synthetic_samples(shape, max(batch, min(bench.eval_samples, 16)), seed=1)
@@ -202,7 +215,9 @@ def _prepare_data(
             field="evaluation",
         )
     eval_set = benchmark.EvalSet(evaluation.batches(batch), evaluation.batch_labels(batch))
-    return _Inputs(calibration, eval_set, source, batch)
+    inputs = _Inputs(calibration, eval_set, source, batch)
+    inputs.held_out_batches = [] if held_out is None else held_out.batches(batch)
+    return inputs
 
 
 def _measure_original(
@@ -226,27 +241,55 @@ def _pruned_outputs(loaded: LoadedModel, evaluation: benchmark.EvalSet) -> torch
 
 
 def _build_artifact(
-    target: str,
-    loaded: LoadedModel,
-    recipe: Recipe,
-    calibration: list[torch.Tensor],
-    path: Path,
+    target: str, loaded: LoadedModel, recipe: Recipe, inputs: _Inputs, path: Path,
     stages: _Stages,
 ) -> dict[str, object]:
-    example, config = loaded.example_input, recipe.quantization
     if target == "pte":
-        module = export_pte.exportable_module(loaded)
-        if config.mode != "none":
-            with stages.stage("quantizing"):
-                module = quantize.quantize_pt2e(module, example, calibration, config)
-        with stages.stage("exporting"):
-            return export_pte.export_pte(module, example, path)
+        return _build_pte(loaded, recipe, inputs, path, stages)
+    return _build_ptl(loaded, recipe, inputs, path, stages)
 
+
+def _build_pte(
+    loaded: LoadedModel, recipe: Recipe, inputs: _Inputs, path: Path, stages: _Stages
+) -> dict[str, object]:
+    example, config = loaded.example_input, recipe.quantization
+    module = export_pte.exportable_module(loaded)
+    search_result = None
+    with stages.stage("quantizing"):
+        if config.mode == "static" and inputs.held_out_batches:
+            search_result = sensitivity.search(
+                module, example, inputs.calibration_batches, inputs.held_out_batches, config
+            )
+            module = search_result.chosen.model
+        elif config.mode != "none":
+            module = quantize.quantize_pt2e(module, example, inputs.calibration_batches, config)
+    with stages.stage("exporting"):
+        facts = export_pte.export_pte(module, example, path)
+    if search_result is not None:
+        held_out_samples = len(inputs.held_out_batches) * loaded.input_shape[0]
+        inputs.mixed_precision = mixed.report_search(search_result, config, held_out_samples)
+        inputs.fidelity_causes = search_result.causes
+        inputs.float_modules = [search_result.layer_names[n]
+                                for n in sorted(search_result.chosen.float_nodes)]
+        if search_result.chosen.float_nodes:
+            with stages.stage("benchmarking"):
+                mixed.measure_all_int8(search_result, example, path, inputs.mixed_precision,
+                                       inputs.evaluation, recipe.benchmark)
+    return facts
+
+
+def _build_ptl(
+    loaded: LoadedModel, recipe: Recipe, inputs: _Inputs, path: Path, stages: _Stages
+) -> dict[str, object]:
+    example, config = loaded.example_input, recipe.quantization
+    calibration = inputs.calibration_batches
     with stages.stage("quantizing"):
         if config.mode == "none":
             scripted = export_ptl.script_module(loaded.module, example)
         elif loaded.has_module_structure:
-            quantized = quantize.quantize_fx(loaded.module, example, calibration, config)
+            quantized = quantize.quantize_fx(
+                loaded.module, example, calibration, config, float_modules=inputs.float_modules
+            )
             scripted = export_ptl.script_module(quantized, example)
         else:
             scripted = export_ptl.script_module(loaded.module, example)
@@ -304,15 +347,14 @@ def _quantization_report(recipe: Recipe, inputs: _Inputs) -> QuantizationReport:
         else:
             schemes[target] = f"{config.ptl_engine}-{config.mode}-int8"
     source = "none" if inputs.calibration is None else inputs.calibration.source
-    held_out = len(inputs.evaluation.batches) * (
-        inputs.evaluation.batches[0].shape[0] if inputs.evaluation.batches else 0
-    )
+    batch = inputs.evaluation.batches[0].shape[0]
     return QuantizationReport(
         mode=config.mode,
         calibration_source=source,
         calibration_samples=0 if inputs.calibration is None else len(inputs.calibration),
-        held_out_samples=held_out if inputs.evaluation_source == "held-out-calibration" else 0,
+        held_out_samples=len(inputs.held_out_batches) * batch,
         schemes=schemes,
+        mixed_precision=inputs.mixed_precision or mixed.unenforced(recipe.quantization, source),
     )
 
 
