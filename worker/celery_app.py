@@ -29,8 +29,10 @@ import time
 import redis
 from celery.signals import celeryd_init, worker_ready, worker_shutdown
 
+from service.errors import NotFound
 from service.jobs import JobStore
 from service.queue import create_celery, enqueue_conversion
+from service.schemas import JobStatus
 from service.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -68,11 +70,14 @@ def sweep_lost_jobs(jobs: JobStore, me: str) -> int:
     alive = live_workers(jobs.redis) | {me}
     sent = 0
     for job_id in jobs.running_jobs():
-        status = jobs.status_of(job_id)
-        if status is None or status.value != "running":
+        try:
+            record = jobs.get(job_id)
+        except NotFound:
+            record = None
+        if record is None or record.status != JobStatus.RUNNING:
             jobs.forget_running(job_id)
             continue
-        holder = jobs.get(job_id).worker
+        holder = record.worker
         if holder in alive:
             continue
         if jobs.requeue_lost(job_id, settings.max_attempts, holder):
