@@ -94,8 +94,10 @@ def quantize_fx(
         return quantize_dynamic(working, {nn.Linear, nn.LSTM}, dtype=torch.qint8)
 
     mapping = QConfigMapping().set_global(ptl_qconfig(config))
-    for name in relu6_fed_modules(working, example):
-        mapping.set_module_name(name, clamped_output_qconfig(config))
+    # FX observes a conv followed by ReLU6 over the conv's raw output range (ReLU6 shares its
+    # input's observer). An observer clamped to [0, 6] there, as the .pte quantizer does,
+    # broke FX conversion in our tests (outputs near zero), so the .ptl keeps the wider range.
+    _guard_clamps(working)
     for name in float_modules or []:
         mapping.set_module_name(name, None)
     prepared = prepare_fx(working, mapping, (example,))
@@ -127,55 +129,54 @@ def quantize_torchscript(
     return quantize_jit(scripted, {"": ptl_qconfig(config)}, calibrate, [calibration])
 
 
-def relu6_fed_modules(module: nn.Module, example: torch.Tensor) -> list[str]:
-    """Names of Conv/Linear modules whose only consumer is a ReLU6 (or hardtanh 0..6)."""
-    import torch.fx
+class ContiguousHardtanh(nn.Module):
+    """Hardtanh/ReLU6 that makes its input contiguous first.
 
-    try:
-        traced = torch.fx.symbolic_trace(module)
-    except Exception:
-        logger.warning("could not trace the model to find conv+ReLU6 pairs; using stock configs")
-        return []
-    modules = dict(traced.named_modules())
-    names = []
-    for node in traced.graph.nodes:
-        if node.op != "call_module" or not isinstance(modules.get(node.target), nn.Hardtanh):
-            continue
-        clamp = modules[node.target]
-        producer = node.args[0]
-        if (
-            clamp.min_val == 0.0
-            and isinstance(producer, torch.fx.Node)
-            and producer.op == "call_module"
-            and isinstance(modules.get(producer.target), (nn.Conv2d, nn.Linear, nn.BatchNorm2d))
-            and len(producer.users) == 1
-        ):
-            names.append(_conv_owner(traced, producer))
-    return [name for name in names if name]
-
-
-def _conv_owner(traced: torch.fx.GraphModule, producer: torch.fx.Node) -> str | None:
-    """The conv that produces ``producer``; FX fuses conv+bn, so the conv's qconfig governs."""
-    modules = dict(traced.named_modules())
-    node = producer
-    if isinstance(modules.get(node.target), nn.BatchNorm2d):
-        node = node.args[0]
-        if not (isinstance(node, torch.fx.Node) and node.op == "call_module"):
-            return None
-        if not isinstance(modules.get(node.target), nn.Conv2d) or len(node.users) != 1:
-            return None
-    return str(node.target)
-
-
-def clamped_output_qconfig(config: QuantizationConfig) -> torch.ao.quantization.QConfig:
-    """Quantize a conv whose output goes through ReLU6 straight onto the range [0, 6].
-
-    Values outside [0, 6] are exactly what ReLU6 clamps away, so saturating them in the conv's
-    own output is lossless, and the 256 steps are spent on the range that survives.
+    torch 2.14's qnnpack quantized hardtanh returns wrong values (errors up to the full clamp
+    range) for channels-last tensors, and every quantized conv output is channels-last; on a
+    contiguous tensor it is exact. The copy costs one pass over the activation.
     """
-    from torch.ao.quantization import FixedQParamsObserver, QConfig
 
-    activation = FixedQParamsObserver.with_args(
-        scale=6.0 / 255.0, zero_point=0, dtype=torch.quint8, quant_min=0, quant_max=255
-    )
-    return QConfig(activation=activation, weight=ptl_qconfig(config).weight)
+    def __init__(self, min_val: float, max_val: float) -> None:
+        super().__init__()
+        self.min_val, self.max_val = min_val, max_val
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.hardtanh(x.contiguous(), self.min_val, self.max_val)
+
+
+def _guard_clamps(module: nn.Module) -> None:
+    for name, sub in list(module.named_modules()):
+        if type(sub) in (nn.Hardtanh, nn.ReLU6):
+            _set_submodule(module, name, ContiguousHardtanh(sub.min_val, sub.max_val))
+
+
+def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, new)
+
+
+def prepare_graph_for_jit(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Fold batch norm into convs and guard clamps, before TorchScript quantization.
+
+    ``quantize_jit`` quantizes an unfolded batch norm's parameters as activations, and
+    qnnpack's quantized hardtanh is wrong on channels-last tensors (``ContiguousHardtanh``).
+    """
+    from torchao.quantization.pt2e.utils import _fuse_conv_bn_
+
+    _fuse_conv_bn_(graph_module)
+    clamps = {
+        torch.ops.aten.hardtanh.default,
+        torch.ops.aten.hardtanh_.default,
+        torch.ops.aten.clamp.default,
+        torch.ops.aten.relu6.default,
+    }
+    graph = graph_module.graph
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target in clamps:
+            with graph.inserting_before(node):
+                contiguous = graph.call_method("contiguous", (node.args[0],))
+            node.replace_input_with(node.args[0], contiguous)
+    graph_module.recompile()
+    return graph_module

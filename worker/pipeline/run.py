@@ -292,7 +292,8 @@ def _build_ptl(
             )
             scripted = export_ptl.script_module(quantized, example)
         else:
-            scripted = export_ptl.script_module(loaded.module, example)
+            graph = quantize.prepare_graph_for_jit(export_pte.exportable_module(loaded))
+            scripted = export_ptl.script_module(graph, example)
             scripted = quantize.quantize_torchscript(scripted, calibration, config)
     with stages.stage("exporting"):
         return export_ptl.export_ptl(scripted, path, recipe.bytecode_version)
