@@ -24,6 +24,7 @@ lint: venv
 	$(BIN)/ruff check .
 
 bench: venv
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench
 
 clean:
