@@ -112,14 +112,20 @@ def test_digits_mobilenet_keeps_accuracy_through_the_engine(mobilenet, tmp_path)
 
 
 def plant_outliers(model: nn.Module) -> nn.Module:
-    """One weight per output channel of one conv made 40x the channel's largest."""
+    """Make one conv hard to quantize without changing what it computes.
+
+    Channel 0 of the ReLU6 feeding ``PLANTED_LAYER`` is silenced (its batch-norm bias is
+    -100), then that input channel's weights are made 100x the largest: in float they meet
+    only zeros, but they set every output channel's int8 scale, so the useful weights round
+    to a few levels.
+    """
     planted = copy.deepcopy(model)
-    conv = dict(planted.named_modules())[PLANTED_LAYER]
+    modules = dict(planted.named_modules())
+    block = PLANTED_LAYER.rsplit(".", 1)[0]
     with torch.no_grad():
-        weight = conv.weight.flatten(1)
-        index = weight.abs().argmax(dim=1)
-        rows = torch.arange(weight.shape[0])
-        weight[rows, index] *= 40.0
+        modules[f"{block}.4"].bias[0] = -100.0
+        weight = modules[PLANTED_LAYER].weight
+        weight[:, 0] = 100.0 * weight.abs().amax(dim=(1, 2, 3)).view(-1, 1, 1)
     return planted
 
 
