@@ -1,8 +1,9 @@
 """``python -m bench [SECTION ...] [--quick]``: run benchmark sections and write the results.
 
 Without a section every section runs, in the order of issue 6; a full run (no ``--quick``)
-also writes ``docs/BENCHMARKS.md`` and keeps its JSON lines in ``bench/results/``. Quick and
-partial runs write under ``var/bench/`` so they never overwrite the committed figures.
+also writes ``docs/BENCHMARKS.md``. JSON lines of full-size runs go to ``bench/results/``;
+quick runs, and the write-up of partial runs, go under ``var/bench/`` so they never overwrite
+the committed document.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help=f"sections to run (default: all): {', '.join(SECTIONS)}")
     parser.add_argument("--quick", action="store_true",
                         help="tiny inputs and short windows: a smoke run of a few minutes")
-    parser.add_argument("--write-from", type=Path, metavar="RESULTS_JSONL",
+    parser.add_argument("--write-from", type=Path, nargs="+", metavar="RESULTS_JSONL",
                         help="measure nothing: write the document again from a full run's "
-                             "JSON lines (after a change to the write-up code)")
+                             "JSON lines; a later file's sections replace an earlier one's")
     return parser.parse_args(argv)
 
 
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     sections = args.sections or list(SECTIONS)
     full = not args.quick and sections == list(SECTIONS)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    results = ROOT / ("bench/results" if full else "var/bench/results")
+    results = ROOT / ("var/bench/results" if args.quick else "bench/results")
     recorder = Recorder(results / f"run-{stamp}.jsonl", quick=args.quick)
     ctx = Context(Settings.make(args.quick), recorder,
                   ROOT / "var/bench/work" / ("quick" if args.quick else "full"))
@@ -84,23 +85,30 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def _rewrite(results: Path) -> int:
-    """Write docs/BENCHMARKS.md again from the figures of a full run, measuring nothing."""
+def _rewrite(files: list[Path]) -> int:
+    """Write docs/BENCHMARKS.md again from saved figures, measuring nothing."""
     import json
 
     from bench import writeup
 
-    recorder = Recorder(results.resolve(), quick=False)
-    for line in results.read_text().splitlines():
-        row = json.loads(line)
-        if row["kind"] == "figure":
-            recorder.figures.append(row)
-        else:
-            recorder.sections[row["section"]] = row
+    figures: dict[str, list[dict[str, object]]] = {}
+    sections: dict[str, dict[str, object]] = {}
+    for path in files:
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        for row in rows:
+            if row["kind"] == "section":
+                sections[row["section"]] = row
+                figures[row["section"]] = [r for r in rows if r["kind"] == "figure"
+                                           and r["section"] == row["section"]]
+    recorder = Recorder(files[-1].resolve(), quick=False, sources=[p.resolve() for p in files])
+    for section in SECTIONS:
+        if section in sections:
+            recorder.sections[section] = sections[section]
+            recorder.figures += figures[section]
     quick = any(figure["quick"] for figure in recorder.figures)
     doc = ROOT / ("var/bench/BENCHMARKS.md" if quick else "docs/BENCHMARKS.md")
     writeup.write(doc, recorder, Settings.make(quick), full=not quick)
-    logger.info("write-up in %s, from %s", doc, results)
+    logger.info("write-up in %s, from %s", doc, ", ".join(map(str, files)))
     return 0
 
 

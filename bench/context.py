@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,14 +72,19 @@ class Context:
             )
         return self._workloads[name]
 
-    def convert(self, name: str, **overrides: Any) -> tuple[Report, Path]:
-        """Convert workload ``name`` in this process with the recipe ``overrides``; cached."""
+    def convert(self, name: str, *, fresh: bool = False, **overrides: Any) -> tuple[Report, Path]:
+        """Convert workload ``name`` in this process with the recipe ``overrides``.
+
+        Cached on disk by recipe, unless ``fresh`` asks for a new conversion.
+        """
         from service.schemas import Recipe, Report
 
         workload = self.workload(name)
-        recipe = workload.recipe(benchmark=self.settings.benchmark(), **overrides)
+        recipe = workload.recipe(**{"benchmark": self.settings.benchmark(), **overrides})
         key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
         out = self.work / "conversions" / f"{name}-{key}"
+        if fresh and out.exists():
+            shutil.rmtree(out)
         if (out / "report.json").exists():
             return Report.model_validate_json((out / "report.json").read_text()), out
 

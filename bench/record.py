@@ -32,6 +32,7 @@ class Recorder:
     quick: bool
     figures: list[dict[str, Any]] = field(default_factory=list)
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sources: list[Path] = field(default_factory=list)
     _section: str = ""
 
     def begin(self, section: str, command: str) -> None:

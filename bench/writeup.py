@@ -43,7 +43,8 @@ def write(path: Path, recorder: Recorder, settings: Settings, *, full: bool) -> 
         f"Run finished {time.strftime('%Y-%m-%d %H:%M %Z')}"
         + (" (quick smoke run: 64x64 inputs, short windows; not for decisions)."
            if settings.quick else "."),
-        f"Every figure below is also a JSON line in `{_relative(recorder.path)}`.",
+        "Every figure below is also a JSON line in "
+        + ", ".join(f"`{_relative(p)}`" for p in recorder.sources or [recorder.path]) + ".",
         "Reproduce everything with `make bench`; each section's command is given under it.",
         "",
     ]
