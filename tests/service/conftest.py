@@ -20,7 +20,18 @@ from service.settings import Settings
 REDIS_URL = "redis://127.0.0.1:6379/15"
 SECRET = "test-secret-key"
 
-pytest_plugins = ["live"]
+# The end-to-end fixtures live in live.py; importing them here makes them visible to the
+# tests below this directory (pytest_plugins is only allowed in the top-level conftest).
+from live import (  # noqa: E402, F401
+    api,
+    live_dir,
+    live_env,
+    live_server,
+    live_worker,
+    receiver,
+    resnet18_file,
+    succeeded_job,
+)
 
 
 @pytest.fixture(scope="session")
