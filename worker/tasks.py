@@ -7,7 +7,6 @@ record, uploads the artifacts and records the outcome. Every log line carries th
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import mimetypes
 import shutil
@@ -22,6 +21,7 @@ import requests
 
 from service import webhooks
 from service.errors import InvalidRecipe, NotFound
+from service.hashing import file_sha256
 from service.jobs import JobRecord, JobStore, StoredArtifact
 from service.queue import CONVERT_TASK, WEBHOOK_TASK
 from service.schemas import Report
@@ -191,7 +191,7 @@ def _upload(job_id: str, out_dir: Path) -> list[StoredArtifact]:
     storage.delete_prefix(prefix)
     artifacts = []
     for path in sorted(p for p in out_dir.iterdir() if p.is_file()):
-        size, digest = path.stat().st_size, _sha256(path)
+        size, digest = path.stat().st_size, file_sha256(path)
         media_type = MEDIA_TYPES.get(path.suffix) or (
             mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         )
@@ -207,14 +207,6 @@ def _upload(job_id: str, out_dir: Path) -> list[StoredArtifact]:
         )
     logger.info("Job %s: uploaded %d artifacts.", job_id, len(artifacts))
     return artifacts
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _notify(record: JobRecord) -> None:

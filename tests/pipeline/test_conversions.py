@@ -165,7 +165,9 @@ def test_dynamic_quantization_of_a_linear_model(tmp_path):
     ).eval()
     path = tmp_path / "mlp.pt2"
     torch.export.save(torch.export.export(model, (torch.zeros(4, 64),)), path)
-    recipe = Recipe.model_validate({"quantization": {"mode": "dynamic"}, "benchmark": FAST_BENCHMARK})
+    recipe = Recipe.model_validate(
+        {"quantization": {"mode": "dynamic"}, "benchmark": FAST_BENCHMARK}
+    )
     report = convert(path, recipe, tmp_path / "out")
 
     assert report.quantization.schemes == {"pte": "pt2e-xnnpack-dynamic-int8",

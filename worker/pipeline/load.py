@@ -9,7 +9,6 @@ whole process (``TORCH_FORCE_WEIGHTS_ONLY_LOAD``).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 
 from service.errors import InputMismatch, InvalidModel, ResourceLimit
+from service.hashing import file_sha256
 from service.schemas import Recipe
 
 logger = logging.getLogger(__name__)
@@ -85,14 +85,6 @@ def load_model(path: Path, recipe: Recipe) -> LoadedModel:
     )
     logger.info("loaded %s model, input %s", model_format, input_shape)
     return loaded
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _archive_names(path: Path) -> list[str]:

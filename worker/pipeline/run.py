@@ -7,7 +7,6 @@ calls it inside a sandboxed child process) and writes ``model.pte``, ``model.ptl
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 
 from service.errors import InvalidData
+from service.hashing import file_sha256
 from service.schemas import (
     ArtifactReport,
     Measurement,
@@ -328,7 +328,7 @@ def _measure_artifact(
         target=target,
         file=path.name,
         bytes=path.stat().st_size,
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        sha256=file_sha256(path),
         int8=recipe.quantization.mode != "none",
         weight_sparsity=sparsity,
         fidelity_vs_pruned=vs_pruned,
