@@ -175,3 +175,25 @@ def test_fidelity_miss_warns_by_default(digits_files, tmp_path):
 
     assert report.quantization.mixed_precision.met is False
     assert any("misses the fidelity target" in w for w in report.warnings)
+
+
+def test_ptl_observes_conv_relu6_over_the_clamped_range(mobilenet, batches, monkeypatch):
+    from worker.pipeline import quantize
+
+    model, _ = mobilenet
+    calibration, held_out = batches
+    reference = torch.cat([model(b) for b in held_out]).detach()
+    config = QuantizationConfig()
+    clamped = quantize.relu6_fed_modules(model)
+
+    ours = quantize.quantize_fx(model, calibration[0], calibration, config)
+    monkeypatch.setattr(quantize, "relu6_fed_modules", lambda module: [])
+    stock = quantize.quantize_fx(model, calibration[0], calibration, config)
+    sqnr = {
+        name: sensitivity.sqnr_db(reference, torch.cat([q(b) for b in held_out]))
+        for name, q in [("ours", ours), ("stock", stock)]
+    }
+
+    assert "blocks.0.conv.0" in clamped and "stem.0" not in clamped  # stem reads the input
+    assert ours.get_submodule("blocks.0.conv.0").scale <= 6.0 / 255.0 + 1e-6
+    assert sqnr["ours"] >= sqnr["stock"] >= QuantizationConfig().fidelity.min_sqnr_db

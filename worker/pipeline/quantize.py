@@ -94,9 +94,8 @@ def quantize_fx(
         return quantize_dynamic(working, {nn.Linear, nn.LSTM}, dtype=torch.qint8)
 
     mapping = QConfigMapping().set_global(ptl_qconfig(config))
-    # FX observes a conv followed by ReLU6 over the conv's raw output range (ReLU6 shares its
-    # input's observer). An observer clamped to [0, 6] there, as the .pte quantizer does,
-    # broke FX conversion in our tests (outputs near zero), so the .ptl keeps the wider range.
+    for conv_name in relu6_fed_modules(working):
+        mapping.set_module_name(conv_name, clamped_output_qconfig(config))
     _guard_clamps(working)
     for name in float_modules or []:
         mapping.set_module_name(name, None)
@@ -127,6 +126,62 @@ def quantize_torchscript(
                 model(batch)
 
     return quantize_jit(scripted, {"": ptl_qconfig(config)}, calibrate, [calibration])
+
+
+def relu6_fed_modules(module: nn.Module) -> list[str]:
+    """Convs (with their batch norm) whose only consumer is a ReLU6, fed by another layer.
+
+    FX uses a module's activation observer for its output and, when the producer has none,
+    for its input too: a conv reading the model input directly is left out, or its input
+    would be observed clamped to [0, 6].
+    """
+    import torch.fx
+
+    try:
+        traced = torch.fx.symbolic_trace(module)
+    except Exception:
+        logger.warning("could not trace the model to find conv+ReLU6 pairs; using stock ranges")
+        return []
+    modules = dict(traced.named_modules())
+    names = []
+    for node in traced.graph.nodes:
+        clamp = modules.get(node.target) if node.op == "call_module" else None
+        if not isinstance(clamp, nn.Hardtanh) or (clamp.min_val, clamp.max_val) != (0.0, 6.0):
+            continue
+        norm = _single_use_producer(node.args[0], modules, nn.BatchNorm2d)
+        conv = _single_use_producer(norm.args[0] if norm else node.args[0], modules, nn.Conv2d)
+        if conv is not None and getattr(conv.args[0], "op", "") != "placeholder":
+            names.append(str(conv.target))
+    return names
+
+
+def _single_use_producer(node: object, modules: dict, kind: type) -> torch.fx.Node | None:
+    """``node`` itself when it calls a module of ``kind`` and has one user."""
+    if getattr(node, "op", None) != "call_module" or not isinstance(modules.get(node.target), kind):
+        return None
+    return node if len(node.users) == 1 else None
+
+
+def clamped_output_qconfig(config: QuantizationConfig) -> torch.ao.quantization.QConfig:
+    """Observe a conv whose output goes through ReLU6 over the clamped range only.
+
+    Values outside [0, 6] are exactly what ReLU6 clamps away, so saturating them in the conv's
+    own output is lossless, and the int8 steps go to the range that survives.
+    """
+    from torch.ao.quantization import QConfig
+
+    activation = ClampedHistogramObserver.with_args(
+        dtype=torch.quint8, reduce_range=config.ptl_engine == "x86"
+    )
+    return QConfig(activation=activation, weight=ptl_qconfig(config).weight)
+
+
+class ClampedHistogramObserver(torch.ao.quantization.HistogramObserver):
+    """A histogram observer that sees its input clamped to [0, 6]."""
+
+    def forward(self, x_orig: torch.Tensor) -> torch.Tensor:
+        super().forward(x_orig.detach().clamp(0.0, 6.0))
+        return x_orig
 
 
 class ContiguousHardtanh(nn.Module):
