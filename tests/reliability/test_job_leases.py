@@ -57,5 +57,6 @@ def test_job_lost_max_attempts_times_is_failed_not_requeued(store: JobStore) -> 
         lost = worker
     assert store.requeue_lost(job_id, 3, lost) is False
     record = store.get(job_id)
-    assert (record.status.value, record.error.code) == ("failed", "worker-lost")  # type: ignore[union-attr]
+    assert record.error is not None
+    assert (record.status.value, record.error.code) == ("failed", "worker-lost")
     assert store.running_jobs() == []

@@ -2,7 +2,7 @@
 
 Three inputs are accepted: an ExportedProgram (``torch.export.save``), a TorchScript archive
 (``torch.jit.save``) and a ``state_dict`` (``torch.save``) for a torchvision architecture the
-recipe names. Nothing is unpickled with ``weights_only=False``: ``torch.export.load`` falls back
+recipe names. Nothing is unpickled with weights-only mode off: ``torch.export.load`` falls back
 to a full unpickle for some payloads, so the loader forces PyTorch's weights-only mode for the
 whole process (``TORCH_FORCE_WEIGHTS_ONLY_LOAD``).
 """
