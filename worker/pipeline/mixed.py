@@ -83,13 +83,31 @@ def measure_all_int8(
         report.all_int8_p50_ms = measurement.latency.p50_ms
 
 
+def miss_message(report: MixedPrecisionReport) -> str:
+    return (
+        f"int8 misses the fidelity target ({report.target_sqnr_db:.1f} dB): the best "
+        f"reached is {report.sqnr_after_db:.1f} dB with {len(report.float_layers)} of at "
+        f"most {report.max_float_layers} layer(s) in float."
+    )
+
+
+def enforce_target(
+    report: MixedPrecisionReport, causes: list[str], config: QuantizationConfig
+) -> None:
+    """Raise FidelityMissed when the target was missed and the recipe asks to fail."""
+    if report.met or config.on_fidelity_miss != "fail":
+        return
+    raise FidelityMissed(
+        " ".join([miss_message(report), *causes]) + " Set quantization.on_fidelity_miss to "
+        "'warn' to get the artifacts anyway.",
+        field="quantization.fidelity",
+    )
+
+
 def fidelity_warnings(
-    report: MixedPrecisionReport | None,
-    causes: list[str],
-    config: QuantizationConfig,
-    has_module_structure: bool,
+    report: MixedPrecisionReport | None, causes: list[str], has_module_structure: bool
 ) -> list[str]:
-    """Warnings about the target; raises FidelityMissed when the recipe asks to fail."""
+    """What the user should know about the fidelity target and the layers kept float."""
     if report is None or not report.enforced:
         return []
     warnings = []
@@ -105,16 +123,5 @@ def fidelity_warnings(
                 "the .pte are int8 there."
             )
     if not report.met:
-        message = (
-            f"int8 misses the fidelity target ({report.target_sqnr_db:.1f} dB): the best "
-            f"reached is {report.sqnr_after_db:.1f} dB with {len(report.float_layers)} of at "
-            f"most {report.max_float_layers} layer(s) in float."
-        )
-        if config.on_fidelity_miss == "fail":
-            raise FidelityMissed(
-                message + " " + " ".join(causes) + " Set quantization.on_fidelity_miss to "
-                "'warn' to get the artifacts anyway.",
-                field="quantization.fidelity",
-            )
-        warnings.append(message)
+        warnings.append(miss_message(report))
     return warnings + causes

@@ -22,6 +22,7 @@ from service.schemas import (
     Measurement,
     MixedPrecisionReport,
     ModelInfo,
+    QuantizationConfig,
     QuantizationReport,
     Recipe,
     Report,
@@ -129,7 +130,6 @@ def convert(
     warnings += mixed.fidelity_warnings(
         inputs.mixed_precision,
         inputs.fidelity_causes,
-        recipe.quantization,
         has_module_structure=loaded.has_module_structure,
     )
     report = Report(
@@ -261,21 +261,29 @@ def _build_pte(
                 module, example, inputs.calibration_batches, inputs.held_out_batches, config
             )
             module = search_result.chosen.model
+            _record_search(search_result, loaded, config, inputs)
         elif config.mode != "none":
             module = quantize.quantize_pt2e(module, example, inputs.calibration_batches, config)
     with stages.stage("exporting"):
         facts = export_pte.export_pte(module, example, path)
-    if search_result is not None:
-        held_out_samples = len(inputs.held_out_batches) * loaded.input_shape[0]
-        inputs.mixed_precision = mixed.report_search(search_result, config, held_out_samples)
-        inputs.fidelity_causes = search_result.causes
-        inputs.float_modules = [search_result.layer_names[n]
-                                for n in sorted(search_result.chosen.float_nodes)]
-        if search_result.chosen.float_nodes:
-            with stages.stage("benchmarking"):
-                mixed.measure_all_int8(search_result, example, path, inputs.mixed_precision,
-                                       inputs.evaluation, recipe.benchmark)
+
+    if search_result is not None and search_result.chosen.float_nodes:
+        with stages.stage("benchmarking"):
+            mixed.measure_all_int8(search_result, example, path, inputs.mixed_precision,
+                                   inputs.evaluation, recipe.benchmark)
     return facts
+
+
+def _record_search(
+    result: sensitivity.SearchResult, loaded: LoadedModel, config: QuantizationConfig,
+    inputs: _Inputs,
+) -> None:
+    """Keep the search's outcome for the report and the .ptl; fail now if asked to."""
+    held_out_samples = len(inputs.held_out_batches) * loaded.input_shape[0]
+    inputs.mixed_precision = mixed.report_search(result, config, held_out_samples)
+    inputs.fidelity_causes = result.causes
+    inputs.float_modules = [result.layer_names[n] for n in sorted(result.chosen.float_nodes)]
+    mixed.enforce_target(inputs.mixed_precision, result.causes, config)
 
 
 def _build_ptl(
