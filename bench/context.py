@@ -1,7 +1,8 @@
 """What every section of one run shares: settings, workloads and the conversions already made.
 
-Conversions are cached on disk per settings (``var/bench/work/<full|quick>/``), so running one
-section alone converts only what it needs, and a full run converts each model once.
+Conversions are cached on disk per settings and per version of the engine's source
+(``var/bench/work/<full|quick>/``), so running one section alone converts only what it needs,
+a full run converts each model once, and a changed engine never serves old artifacts.
 """
 
 from __future__ import annotations
@@ -55,6 +56,16 @@ class Settings:
         return {"mode": mode, "calibration_samples": self.samples}
 
 
+def engine_fingerprint() -> str:
+    """A hash of the engine's source, so cached conversions follow the code that made them."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "worker" / "pipeline").glob("*.py")):
+        digest.update(path.read_bytes())
+    digest.update((root / "service" / "schemas.py").read_bytes())
+    return digest.hexdigest()
+
+
 @dataclass
 class Context:
     """Settings, the recorder and the cached workloads and conversions of one run."""
@@ -81,7 +92,8 @@ class Context:
 
         workload = self.workload(name)
         recipe = workload.recipe(**{"benchmark": self.settings.benchmark(), **overrides})
-        key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+        key_text = json.dumps(recipe, sort_keys=True) + engine_fingerprint()
+        key = hashlib.sha256(key_text.encode()).hexdigest()[:12]
         out = self.work / "conversions" / f"{name}-{key}"
         if fresh and out.exists():
             shutil.rmtree(out)
