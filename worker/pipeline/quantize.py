@@ -3,7 +3,9 @@
 - ``.pte``: PT2E (``prepare_pt2e``/``convert_pt2e``) with the XNNPACK quantizer, extended so
   that conv/linear followed by ReLU6 or clamp is observed after the clamp
   (``worker.pipeline.quantizer``).
-- ``.ptl`` from an eager module: FX graph mode with the ``qnnpack`` (or ``x86``) engine.
+- ``.ptl`` from an eager module: FX graph mode with the ``qnnpack`` (or ``x86``) engine; a
+  conv feeding a ReLU6 is observed over [0, 6], and every clamp gets a contiguous input
+  (``ContiguousHardtanh``).
 - ``.ptl`` from a graph-only model (ExportedProgram, TorchScript): TorchScript graph-mode
   quantization (``quantize_jit``), since FX cannot recognise layers in an aten graph.
 
